@@ -1,0 +1,68 @@
+"""Commands beside the pipeline:
+
+python -m seglib synth   --out data                      write the built-in synthetic dataset
+python -m seglib check   --images DIR --masks DIR        check a dataset (the split stage's check)
+python -m seglib predict --checkpoint models/unet/model.pt --input DIR --output DIR [--overlays DIR]
+"""
+import argparse
+import sys
+
+from seglib.errors import run_cli
+
+SYNTH_DEFAULTS = {"subjects": 40, "slices": 6, "seed": 0}  # the values behind data.dvc
+
+
+def _synth(args):
+    from seglib.synth import generate
+    generate(args.out, args.subjects, args.slices, args.seed)
+    print(f"wrote {args.subjects * args.slices} slices to {args.out}/images and {args.out}/masks")
+
+
+def _check(args):
+    from seglib import config
+    from seglib.check import check_dataset
+    from seglib.io import write_json
+    report = check_dataset(args.images, args.masks, config.section(config.load_params(args.params), "data"))
+    for warning in report.warnings:
+        print(f"warning: {warning}")
+    summary = report.summary()
+    print(f"ok: {summary['images']} pairs, {summary['subjects']} subjects, gray values {summary['gray_values']}, "
+          f"{summary['empty_masks']} empty masks")
+    if args.json:
+        write_json(args.json, summary)
+
+
+def _predict(args):
+    from seglib.predict import predict_folder
+    skipped = predict_folder(args.checkpoint, args.input, args.output, args.overlays, args.device)
+    for path, reason in skipped:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    if skipped:
+        sys.exit(1)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m seglib", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    synth = sub.add_parser("synth", help="write the built-in synthetic dataset")
+    synth.add_argument("--out", required=True)
+    for key, value in SYNTH_DEFAULTS.items():
+        synth.add_argument(f"--{key}", type=int, default=value)
+    check = sub.add_parser("check", help="check images and masks before training")
+    check.add_argument("--images", required=True)
+    check.add_argument("--masks", required=True)
+    check.add_argument("--params", default="params.yaml")
+    check.add_argument("--json", help="also write the summary here")
+    predict = sub.add_parser("predict", help="predict masks for a folder of images")
+    predict.add_argument("--checkpoint", required=True)
+    predict.add_argument("--input", required=True)
+    predict.add_argument("--output", required=True)
+    predict.add_argument("--overlays")
+    predict.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    {"synth": _synth, "check": _check, "predict": _predict}[args.command](args)
+
+
+if __name__ == "__main__":
+    run_cli(main)

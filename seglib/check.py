@@ -1,0 +1,157 @@
+"""Pairing images with masks and checking a dataset before anything trains on it.
+
+Every problem is collected first and reported at once, one line per file,
+so a user with 400 slices learns about all 7 broken masks in one run.
+Errors stop the run; warnings are printed and kept in the report.
+"""
+import dataclasses
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from seglib.errors import SegError
+from seglib.io import UnreadableFile, image_size, list_images, read_mask
+
+MAX_LISTED = 25
+RESAMPLED_LEVELS = 6  # more distinct gray values than this in one mask suggests interpolation
+
+
+@dataclasses.dataclass
+class DatasetReport:
+    pairs: list            # [(image name, mask name)], sorted by image name
+    groups: dict           # image name -> subject key
+    gray_counts: dict      # gray value -> pixel count over all masks
+    empty_masks: list      # image names whose mask is all background (lowest gray value)
+    warnings: list
+    errors: list
+
+    def summary(self):
+        total = sum(self.gray_counts.values()) or 1
+        return {
+            "images": len(self.pairs),
+            "subjects": len(set(self.groups.values())),
+            "gray_values": sorted(self.gray_counts),
+            "pixel_fraction": {str(g): c / total for g, c in sorted(self.gray_counts.items())},
+            "empty_masks": len(self.empty_masks),
+            "warnings": self.warnings,
+        }
+
+
+def mask_name_for(image_name, image_token, mask_token):
+    """The mask stem for an image: its stem with `image_token` swapped for `mask_token`."""
+    stem = Path(image_name).stem
+    return stem.replace(image_token, mask_token) if image_token else stem
+
+
+def pair_files(image_dir, mask_dir, image_token, mask_token, errors):
+    """[(image name, mask name)] for every image; unpaired files are appended to `errors`."""
+    for folder, what in ((image_dir, "image"), (mask_dir, "mask")):
+        if not Path(folder).is_dir():
+            raise SegError(f"{folder}: {what} folder not found; put the {what}s in {folder}/ "
+                           "(see 'Bring your own data' in the README)")
+    masks_by_stem = {}
+    for path in list_images(mask_dir):
+        masks_by_stem.setdefault(path.stem, []).append(path.name)
+    pairs, used = [], set()
+    for path in list_images(image_dir):
+        if image_token and image_token not in path.stem:
+            errors.append(f"{path}: name does not contain data.image_token {image_token!r}; "
+                          "rename it or change image_token/mask_token in params.yaml")
+            continue
+        stem = mask_name_for(path.name, image_token, mask_token)
+        found = masks_by_stem.get(stem, [])
+        if not found:
+            errors.append(f"{path}: no mask named {stem}.* in {mask_dir}/; add it or remove the image"
+                          + ("" if image_token else " (if masks use another naming, set data.image_token/mask_token)"))
+        elif len(found) > 1:
+            errors.append(f"{path}: several masks match ({', '.join(found)}); keep one")
+        else:
+            pairs.append((path.name, found[0]))
+            used.add(stem)
+    for stem in sorted(set(masks_by_stem) - used):
+        for name in masks_by_stem[stem]:
+            errors.append(f"{Path(mask_dir) / name}: mask without an image; add the image or remove the mask")
+    return pairs
+
+
+def subject_of(name, group_regex):
+    """The subject key of a file: the regex's first group (or whole match); the name itself when no regex."""
+    if not group_regex:
+        return name
+    match = re.search(group_regex, name)
+    if match is None:
+        return None
+    return match.group(1) if match.groups() else match.group(0)
+
+
+def _check_pair(image_dir, mask_dir, image, mask, gray_values, errors, warnings):
+    """Gray-value counts of one pair's mask, or None when the pair is broken."""
+    image_path, mask_path = Path(image_dir) / image, Path(mask_dir) / mask
+    try:
+        shape = image_size(image_path)
+    except UnreadableFile as exc:
+        errors.append(f"{image_path}: {exc}; replace or remove the file")
+        return None
+    try:
+        values = read_mask(mask_path)
+    except UnreadableFile as exc:
+        errors.append(f"{mask_path}: {exc}")
+        return None
+    if values.shape != shape:
+        errors.append(f"{mask_path}: size {values.shape[1]}x{values.shape[0]} differs from its image "
+                      f"{image} ({shape[1]}x{shape[0]}); masks must match their image pixel for pixel")
+        return None
+    grays, counts = np.unique(values, return_counts=True)
+    if gray_values is not None:
+        unknown = sorted(set(grays.tolist()) - set(gray_values))
+        if unknown:
+            errors.append(f"{mask_path}: gray values {unknown} are not in data.gray_values {list(gray_values)}; "
+                          "fix the mask or add the values to data.gray_values")
+            return None
+    if len(grays) > RESAMPLED_LEVELS:
+        warnings.append(f"{mask_path}: {len(grays)} gray levels; a mask resized with bilinear "
+                        "interpolation looks like this: resize masks with nearest neighbour")
+    return dict(zip(grays.tolist(), counts.tolist()))
+
+
+def check_dataset(image_dir, mask_dir, data_cfg):
+    """Pair, decode and check every file. Raises one SegError listing every problem."""
+    errors, warnings = [], []
+    pairs = pair_files(image_dir, mask_dir, data_cfg.image_token, data_cfg.mask_token, errors)
+    if not pairs and not errors:
+        raise SegError(f"{image_dir}: no images found (looked for .png .jpg .jpeg .tif .tiff .bmp); "
+                       "put the slices there")
+    groups, gray_counts, empty, kept = {}, Counter(), [], []
+    for image, mask in pairs:
+        group = subject_of(image, data_cfg.group_regex)
+        if group is None:
+            errors.append(f"{Path(image_dir) / image}: data.group_regex {data_cfg.group_regex!r} does not match "
+                          "this name; fix the regex (it must match every image name) or set it to ''")
+            continue
+        counts = _check_pair(image_dir, mask_dir, image, mask, data_cfg.gray_values, errors, warnings)
+        if counts is None:
+            continue
+        groups[image] = group
+        gray_counts.update(counts)
+        kept.append((image, mask))
+        if len(counts) == 1:
+            empty.append(image)
+    report = DatasetReport(kept, groups, dict(gray_counts), empty, warnings, errors)
+    levels = len(gray_counts) if data_cfg.gray_values is None else 0
+    if levels > data_cfg.max_classes:
+        errors.append(f"{mask_dir}: masks hold {levels} distinct gray values, more than data.max_classes "
+                      f"({data_cfg.max_classes}); masks must hold one gray value per class "
+                      "(resampled or JPEG masks do not), or raise max_classes")
+    if errors:
+        raise SegError(format_problems(errors))
+    if empty and len(empty) == len(kept):
+        raise SegError(f"{mask_dir}: every mask is empty (a single gray value); nothing to learn")
+    return report
+
+
+def format_problems(errors):
+    listed = "\n".join(f"  - {e}" for e in errors[:MAX_LISTED])
+    more = f"\n  ... and {len(errors) - MAX_LISTED} more" if len(errors) > MAX_LISTED else ""
+    return f"dataset check found {len(errors)} problem(s):\n{listed}{more}"

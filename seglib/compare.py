@@ -1,0 +1,106 @@
+"""One table from the per-model results, the paired test, and the report (markdown and HTML)."""
+import base64
+import html
+import itertools
+from pathlib import Path
+
+from seglib.metrics import image_dice
+from seglib.stats import paired_difference
+
+# (key in the summary, column title, True when higher is better)
+COLUMNS = (("val_fg_dice", "val Dice (fg)", True), ("test_fg_dice", "test Dice (fg)", True),
+           ("test_fg_iou", "test IoU (fg)", True), ("test_mean_dice", "test Dice (all classes)", True),
+           ("test_accuracy", "test pixel accuracy", True), ("test_dice_median", "median image Dice", True),
+           ("test_dice_p5", "5th pct image Dice", True), ("test_hd95_median", "median HD95", False),
+           ("test_assd_mean", "mean ASSD", False), ("test_misses", "missed objects", False))
+
+
+def model_summary(train_metrics, test_metrics):
+    per_image = test_metrics["per_image"]
+    return {"best_epoch": train_metrics["best_epoch"], "parameters": train_metrics["parameters"],
+            "val_fg_dice": train_metrics["val"]["fg_dice"], "test_fg_dice": test_metrics["fg_dice"],
+            "test_fg_iou": test_metrics["fg_iou"], "test_mean_dice": test_metrics["mean_dice"],
+            "test_accuracy": test_metrics["accuracy"], "test_dice_median": per_image["dice"]["median"],
+            "test_dice_p5": per_image["dice"]["p5"], "test_hd95_median": per_image["hd95"]["median"],
+            "test_assd_mean": per_image["assd"]["mean"], "test_misses": per_image["misses"]}
+
+
+def _leader(summaries, key, higher_better):
+    scored = {m: s[key] for m, s in summaries.items() if s[key] is not None}
+    if not scored:
+        return None
+    return (max if higher_better else min)(scored, key=lambda m: (scored[m], m))
+
+
+def compare_models(train_metrics, test_metrics, per_image_rows, cmp_cfg):
+    """{models: per-model summary, ahead: leader per column, paired: per-image Dice differences per pair}."""
+    summaries = {m: model_summary(train_metrics[m], test_metrics[m]) for m in train_metrics}
+    paired = {}
+    for a, b in itertools.combinations(summaries, 2):
+        dice_a, dice_b = image_dice(per_image_rows[a]), image_dice(per_image_rows[b])
+        common = sorted(set(dice_a) & set(dice_b))
+        paired[f"{a}_minus_{b}"] = paired_difference([dice_a[i] for i in common], [dice_b[i] for i in common],
+                                                     cmp_cfg.bootstrap, cmp_cfg.permutations, cmp_cfg.seed)
+    ahead = {key: _leader(summaries, key, better) for key, _, better in COLUMNS}
+    return {"models": summaries, "ahead": ahead, "paired_image_dice": paired}
+
+
+def _fmt(value):
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def table_rows(result, timing):
+    """Header and rows of the side-by-side table (one column per model)."""
+    models = list(result["models"])
+    header = ["", *models]
+    rows = [[title, *[_fmt(result["models"][m][key]) for m in models]] for key, title, _ in COLUMNS]
+    rows.append(["best epoch", *[str(result["models"][m]["best_epoch"]) for m in models]])
+    rows.append(["parameters", *[f"{result['models'][m]['parameters']:,}" for m in models]])
+    rows.append(["training time (s)", *[f"{timing[m]['train_seconds']:.0f}" for m in models]])
+    rows.append(["inference (images/s)", *[f"{timing[m]['images_per_second']:.1f}" for m in models]])
+    return header, rows
+
+
+def _paired_sentences(result):
+    lines = []
+    for pair, stat in result["paired_image_dice"].items():
+        if not stat["n"]:
+            continue
+        a, b = pair.split("_minus_")
+        lo, hi = stat["ci95"]
+        lines.append(f"{a} - {b}: mean per-image Dice difference {stat['mean_diff']:+.4f} "
+                     f"(95% bootstrap CI {lo:+.4f} to {hi:+.4f}; paired permutation p = {stat['p_value']:.4g}; "
+                     f"n = {stat['n']} test images)")
+    return lines
+
+
+def report_markdown(result, timing, figures, title="Model comparison"):
+    header, rows = table_rows(result, timing)
+    out = [f"# {title}", "", "Test split scores at each image's original size; fg = mean over foreground classes. "
+           "Distances in the units of metrics/test/<model>.json (pixels unless evaluate.pixel_spacing is set).", "",
+           "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    out += ["", "## Paired difference over test images", ""] + [f"- {s}" for s in _paired_sentences(result)]
+    out += ["", "## Figures", ""] + [f"![{Path(f).stem}]({f})" for f in figures]
+    return "\n".join(out) + "\n"
+
+
+def report_html(result, timing, figure_files, title="Model comparison"):
+    """The same report as one self-contained HTML file: figures embedded, no network needed."""
+    header, rows = table_rows(result, timing)
+    cells = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+    images = "".join(
+        f'<figure><img alt="{html.escape(Path(f).stem)}" src="data:image/png;base64,'
+        f'{base64.b64encode(Path(f).read_bytes()).decode()}"><figcaption>{html.escape(Path(f).stem)}</figcaption></figure>'
+        for f in figure_files)
+    paired = "".join(f"<li>{html.escape(s)}</li>" for s in _paired_sentences(result))
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
+            "body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
+            "td,th{border:1px solid #bbb;padding:4px 8px;text-align:right}img{max-width:100%}</style></head>"
+            f"<body><h1>{html.escape(title)}</h1><table><tr>{cells}</tr>{body}</table>"
+            f"<h2>Paired difference over test images</h2><ul>{paired}</ul><h2>Figures</h2>{images}</body></html>\n")

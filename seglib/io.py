@@ -1,0 +1,183 @@
+"""Reading images and masks, and writing every output atomically. No torch here.
+
+Every writer goes through `atomic_path`: the file is written next to its final
+name and renamed into place, so an interrupted stage never leaves a
+half-written output behind.
+"""
+import contextlib
+import csv
+import json
+import math
+import os
+import struct
+import tempfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+class UnreadableFile(Exception):
+    """A file that cannot be decoded; carries the reason for the dataset check."""
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside `path`; rename it onto `path` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _clean(value):
+    """JSON-safe copy: NaN/inf become null (DVC's JSON would print NaN), floats rounded."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return None if not math.isfinite(value) else round(value, 6)
+    return value
+
+
+def write_json(path, data):
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(_clean(data), indent=2) + "\n")
+
+
+def read_json(path):
+    return json.loads(Path(path).read_text())
+
+
+def write_csv(path, rows, fieldnames=None):
+    """Write a list of dicts as CSV; None and NaN become empty cells."""
+    rows = [_clean(r) for r in rows]
+    fieldnames = fieldnames or (list(rows[0]) if rows else [])
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fieldnames, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def read_csv(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def write_text(path, text):
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def save_figure(fig, path, dpi=100):
+    """Save a matplotlib figure atomically, without timestamps in the file."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=Path(path).suffix.lstrip(".") or "png",
+                    metadata={"Software": None})
+
+
+def write_npz(path, **arrays):
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def read_npz(path):
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
+
+
+def list_images(folder):
+    """Image files in `folder` (by suffix), sorted by name so order never depends on the file system."""
+    folder = Path(folder)
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _open(path):
+    try:
+        im = Image.open(path)
+        im.load()
+        return im
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise UnreadableFile(f"cannot decode image ({exc})") from None
+
+
+def read_image(path):
+    """An image as a 2-D float32 array of its raw values, and its bit depth (8 or 16).
+
+    RGB images are converted to one gray channel (ITU-R 601 luma), as spine MRI
+    and CT slices saved as RGB carry the same value in every channel.
+    """
+    im = _open(path)
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        return np.asarray(im, dtype=np.float32), 16
+    if im.mode == "F":
+        return np.asarray(im, dtype=np.float32), 16
+    if im.mode not in ("L", "RGB", "RGBA", "LA", "P", "1"):
+        raise UnreadableFile(f"unsupported image mode {im.mode!r}; save it as 8/16-bit gray or RGB")
+    return np.asarray(im.convert("L"), dtype=np.float32), 8
+
+
+def read_mask(path):
+    """A mask as a 2-D integer array of its gray values; only single-channel masks are accepted."""
+    im = _open(path)
+    if im.mode == "1":
+        return np.asarray(im.convert("L"), dtype=np.int64)
+    if im.mode in ("L", "I;16", "I;16B", "I;16L", "I"):
+        return np.asarray(im, dtype=np.int64)
+    raise UnreadableFile(
+        f"mask has mode {im.mode!r} ({len(im.getbands())} channels); masks must be "
+        "single-channel gray images: convert it, e.g. Image.open(p).convert('L').save(p)")
+
+
+def image_size(path):
+    """(height, width) from the header, without decoding the pixels."""
+    try:
+        with Image.open(path) as im:
+            return im.size[1], im.size[0]
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise UnreadableFile(f"cannot decode image ({exc})") from None
+
+
+def _png_chunk(kind, payload):
+    return (struct.pack(">I", len(payload)) + kind + payload
+            + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF))
+
+
+def png_bytes_stored(gray):
+    """An 8-bit gray PNG whose pixel data uses stored (uncompressed) deflate blocks.
+
+    zlib builds (and zlib-ng's CPU-specific paths, bundled with Pillow) compress
+    differently, so compressed PNGs can differ byte for byte between machines.
+    Stored blocks have exactly one encoding, which keeps data.dvc's hash stable.
+    """
+    gray = np.ascontiguousarray(gray, dtype=np.uint8)
+    height, width = gray.shape
+    raw = b"".join(b"\x00" + gray[row].tobytes() for row in range(height))
+    blocks, step = [], 65535
+    for start in range(0, len(raw), step):
+        block = raw[start:start + step]
+        final = 1 if start + step >= len(raw) else 0
+        blocks.append(struct.pack("<BHH", final, len(block), 0xFFFF ^ len(block)) + block)
+    stream = b"\x78\x01" + b"".join(blocks) + struct.pack(">I", zlib.adler32(raw) & 0xFFFFFFFF)
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
+            + _png_chunk(b"IDAT", stream) + _png_chunk(b"IEND", b""))
+
+
+def write_png(path, array):
+    """Write an 8-bit (uint8) or 16-bit (uint16) gray PNG atomically."""
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.asarray(array)).save(tmp, format="PNG")

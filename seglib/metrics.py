@@ -1,0 +1,136 @@
+"""Segmentation metrics from one confusion matrix, and per-image scores.
+
+Rules (notes/metrics.md), written once here:
+- M[g, p] counts pixels of truth class g predicted as p. For class c:
+  TP = M[c, c], FN = row_c - TP, FP = column_c - TP.
+- IoU = TP/(TP+FP+FN), Dice = 2TP/(2TP+FP+FN), precision = TP/(TP+FP),
+  recall = TP/(TP+FN). F1 is Dice (2PR/(P+R) reduces to it) and is reported
+  from Dice so a class with no prediction still scores 0, not undefined.
+- Undefined is neither 0 nor 1: a zero denominator gives NaN (null in JSON),
+  and means skip NaN. "mean_*" averages all classes (the original blog's
+  numbers, background included); "fg_*" averages foreground classes (1..C-1),
+  the honest headline when background dominates.
+- Per image and foreground class: truth and prediction both empty -> no score;
+  truth present, prediction empty -> Dice 0 and a "miss"; truth empty,
+  prediction present -> Dice 0 and a "false positive". Boundary distances
+  exist only when both are present; misses are counted, never dropped.
+- Boundary = foreground pixels with a 4-neighbour outside the object (the
+  image edge counts as outside). HD95 = max of the two directed 95th
+  percentiles of boundary-to-boundary distances; ASSD = mean of all those
+  distances in both directions. Pixels, or mm with a pixel spacing.
+"""
+import numpy as np
+
+NAMES = ("iou", "dice", "precision", "recall", "f1")
+
+
+def confusion(truth, pred, num_classes):
+    """C x C counts for integer arrays of any (equal) shape."""
+    index = truth.astype(np.int64).ravel() * num_classes + pred.astype(np.int64).ravel()
+    return np.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def _ratio(num, den):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.maximum(den, 1), np.nan)
+
+
+def _nanmean(values):
+    values = np.asarray(values, dtype=np.float64)
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if values.size else float("nan")
+
+
+def scores(matrix):
+    """Accuracy, per-class IoU/Dice/precision/recall/F1, and their means (all and foreground)."""
+    m = np.asarray(matrix, dtype=np.float64)
+    tp = np.diag(m)
+    fp, fn = m.sum(0) - tp, m.sum(1) - tp
+    per_class = {
+        "iou": _ratio(tp, tp + fp + fn),
+        "dice": _ratio(2 * tp, 2 * tp + fp + fn),
+        "precision": _ratio(tp, tp + fp),
+        "recall": _ratio(tp, tp + fn),
+    }
+    per_class["f1"] = per_class["dice"]
+    total = m.sum()
+    out = {"accuracy": float(np.trace(m) / total) if total else float("nan")}
+    for name in NAMES:
+        out[name] = per_class[name].tolist()
+        out[f"mean_{name}"] = _nanmean(per_class[name])
+        out[f"fg_{name}"] = _nanmean(per_class[name][1:])
+    return out
+
+
+def boundary(mask):
+    """Boolean map of the object's boundary pixels (4-neighbourhood, image edge outside)."""
+    padded = np.pad(mask, 1, constant_values=False)
+    interior = (padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:])
+    return mask & ~interior
+
+
+def directed_distances(a_points, b_points, chunk=2 ** 22):
+    """For each point of a, the distance to the nearest point of b (exact, in chunks)."""
+    out = np.empty(len(a_points))
+    step = max(1, chunk // max(len(b_points), 1))
+    for start in range(0, len(a_points), step):
+        block = a_points[start:start + step]
+        d2 = ((block[:, None, :] - b_points[None, :, :]) ** 2).sum(-1)
+        out[start:start + step] = np.sqrt(d2.min(1))
+    return out
+
+
+def surface_distances(truth, pred, spacing=(1.0, 1.0)):
+    """(HD95, ASSD) between two non-empty boolean masks."""
+    scale = np.asarray(spacing, dtype=np.float64)
+    a = np.argwhere(boundary(truth)) * scale
+    b = np.argwhere(boundary(pred)) * scale
+    d_ab, d_ba = directed_distances(a, b), directed_distances(b, a)
+    hd95 = max(np.percentile(d_ab, 95), np.percentile(d_ba, 95))
+    assd = np.concatenate([d_ab, d_ba]).mean()
+    return float(hd95), float(assd)
+
+
+def per_image(truth, pred, num_classes, spacing=(1.0, 1.0)):
+    """One row per foreground class of one image: status, dice, iou, hd95, assd (NaN where undefined)."""
+    rows = []
+    for c in range(1, num_classes):
+        t, p = truth == c, pred == c
+        row = {"class_id": c, "status": "scored", "dice": np.nan, "iou": np.nan, "hd95": np.nan, "assd": np.nan}
+        if not t.any() and not p.any():
+            row["status"] = "both_empty"
+        elif not p.any() or not t.any():
+            row.update(status="miss" if t.any() else "false_positive", dice=0.0, iou=0.0)
+        else:
+            inter = float((t & p).sum())
+            union = float((t | p).sum())
+            row.update(dice=2 * inter / (t.sum() + p.sum()), iou=inter / union)
+            row["hd95"], row["assd"] = surface_distances(t, p, spacing)
+        rows.append(row)
+    return rows
+
+
+def summarise(rows):
+    """Mean, median and tail of per-image scores, with the miss and false-positive counts."""
+    out = {"images_scored": sum(r["status"] in ("scored", "miss", "false_positive") for r in rows),
+           "misses": sum(r["status"] == "miss" for r in rows),
+           "false_positives": sum(r["status"] == "false_positive" for r in rows),
+           "both_empty": sum(r["status"] == "both_empty" for r in rows)}
+    for name, tail in (("dice", 5), ("iou", 5), ("hd95", 95), ("assd", 95)):
+        values = np.array([r[name] for r in rows], dtype=np.float64)
+        values = values[~np.isnan(values)]
+        empty = values.size == 0
+        out[name] = {"mean": np.nan if empty else values.mean(),
+                     "median": np.nan if empty else np.median(values),
+                     f"p{tail}": np.nan if empty else np.percentile(values, tail),
+                     "n": int(values.size)}
+    return out
+
+
+def image_dice(rows):
+    """Per image, the mean Dice over its scored foreground classes (misses count as 0)."""
+    per = {}
+    for row in rows:
+        if row["status"] != "both_empty":
+            per.setdefault(row["image"], []).append(row["dice"])
+    return {image: float(np.mean(values)) for image, values in per.items()}

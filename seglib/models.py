@@ -1,0 +1,172 @@
+"""The model registry, UNet, DeepLabV3 adapted to return logits, and checkpoints.
+
+Every model maps a (N, 1, H, W) float tensor to (N, C, H, W) logits; nothing
+outside this module knows that DeepLabV3 returns a dict or wants 3 channels.
+"""
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models import segmentation
+
+from seglib.config import ModelConfig
+from seglib.errors import SegError
+
+CHECKPOINT_FORMAT = 1
+BACKBONES = {
+    "mobilenet_v3_large": segmentation.deeplabv3_mobilenet_v3_large,
+    "resnet50": segmentation.deeplabv3_resnet50,
+    "resnet101": segmentation.deeplabv3_resnet101,
+}
+
+
+class DoubleConv(nn.Sequential):
+    """(conv 3x3 -> BN -> ReLU) x 2"""
+
+    def __init__(self, c_in, c_out):
+        super().__init__(
+            nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
+            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+
+class Up(nn.Module):
+    """Bilinear upsample x2 -> concatenate the skip -> DoubleConv"""
+
+    def __init__(self, c_in, c_skip, c_out):
+        super().__init__()
+        self.conv = DoubleConv(c_in + c_skip, c_out)
+
+    def forward(self, x, skip):
+        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return self.conv(torch.cat([skip, x], dim=1))
+
+
+class UNet(nn.Module):
+    """Four 2x poolings; channels width, 2w, 4w, 8w, 16w at the bottom. Any input size works."""
+
+    def __init__(self, in_channels, num_classes, width=16):
+        super().__init__()
+        w = [width * 2 ** i for i in range(5)]
+        self.down = nn.ModuleList([DoubleConv(in_channels, w[0])] + [DoubleConv(w[i], w[i + 1]) for i in range(4)])
+        self.up = nn.ModuleList([Up(w[i + 1], w[i], w[i]) for i in reversed(range(4))])
+        self.head = nn.Conv2d(w[0], num_classes, 1)
+
+    def forward(self, x):
+        skips = []
+        for i, block in enumerate(self.down):
+            x = block(x if i == 0 else F.max_pool2d(x, 2))
+            skips.append(x)
+        x = skips.pop()
+        for block in self.up:
+            x = block(x, skips.pop())
+        return self.head(x)
+
+
+class DeepLabV3(nn.Module):
+    """torchvision's DeepLabV3, fed gray images as 3 equal channels, returning the 'out' logits."""
+
+    def __init__(self, num_classes, backbone):
+        super().__init__()
+        if backbone not in BACKBONES:
+            raise SegError(f"backbone: unknown {backbone!r}; choose one of {sorted(BACKBONES)}")
+        # weights=None and weights_backbone=None: nothing is downloaded, ever
+        self.net = BACKBONES[backbone](weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False)
+
+    def forward(self, x):
+        return self.net(x.expand(-1, 3, -1, -1))["out"]
+
+
+def _build_unet(cfg, num_classes):
+    return UNet(1, num_classes, cfg.width)
+
+
+def _build_deeplabv3(cfg, num_classes):
+    return DeepLabV3(num_classes, cfg.backbone)
+
+
+REGISTRY = {"unet": _build_unet, "deeplabv3": _build_deeplabv3}
+
+
+def build_model(cfg, num_classes, bn_momentum=None):
+    """A fresh model for `cfg.arch`. `bn_momentum` overrides every BatchNorm's momentum.
+
+    torchvision's MobileNetV3 sets momentum 0.01: from scratch on a few hundred
+    slices the running statistics then lag the weights for many epochs and the
+    model predicts nothing in eval mode. 0.1 tracks them (notes/training.md).
+    """
+    if cfg.arch not in REGISTRY:
+        raise SegError(f"models: unknown architecture {cfg.arch!r}; choose one of {sorted(REGISTRY)} "
+                       "(or set arch: to one of them)")
+    model = REGISTRY[cfg.arch](cfg, num_classes)
+    if bn_momentum is not None:
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.momentum = bn_momentum
+    if cfg.weights:
+        load_local_weights(model, cfg.weights)
+    return model
+
+
+def load_local_weights(model, path):
+    """Initialise from a local state-dict file (e.g. torchvision's DeepLabV3 or backbone weights).
+
+    Only tensors whose names and shapes match are taken (a 21-class COCO head is
+    skipped); the file is read with weights_only=True, never unpickled freely.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError) as exc:
+        raise SegError(f"weights: cannot load {path} ({exc}); give a local state-dict file") from None
+    own = model.state_dict()
+    prefixes = ("", "net.", "net.backbone.")
+    taken = {}
+    for key, value in state.items():
+        for prefix in prefixes:
+            name = prefix + key
+            if name in own and own[name].shape == value.shape:
+                taken[name] = value
+                break
+    if not taken:
+        raise SegError(f"weights: no tensor in {path} matches the model's layers; is it a weights file for this model?")
+    model.load_state_dict(taken, strict=False)
+
+
+def count_parameters(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def save_checkpoint(path, model, cfg, num_classes, meta):
+    """Everything predict needs, in tensors and plain Python types only (loadable with weights_only=True)."""
+    settings = dataclasses.asdict(cfg)
+    settings["weights"] = None  # the trained weights are in this file
+    torch.save({"format": CHECKPOINT_FORMAT, "settings": settings, "num_classes": num_classes,
+                "meta": meta, "state_dict": model.state_dict()}, path)
+
+
+def load_checkpoint(path, device="cpu"):
+    """(model in eval mode, meta). A file of another format or architecture is rejected clearly."""
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except (OSError, RuntimeError, EOFError) as exc:
+        raise SegError(f"{path}: cannot read checkpoint ({exc})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise SegError(f"{path}: not a checkpoint written by this pipeline (format {CHECKPOINT_FORMAT}); "
+                       "use models/<name>/model.pt from the train stage")
+    cfg = ModelConfig(**ckpt["settings"])
+    model = build_model(cfg, ckpt["num_classes"])
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+        raise SegError(f"{path}: weights do not fit a {cfg.arch} with {ckpt['num_classes']} classes ({first}); "
+                       "the file was changed or written by another model") from None
+    return model.to(device).eval(), ckpt["meta"]
+
+
+def resolve_device(name):
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SegError(f"train.device: {name!r} asked for but no CUDA GPU is visible; use auto or cpu")
+    return torch.device(name)

@@ -1,0 +1,54 @@
+"""compare: the comparison figures, metrics/compare.json and the report, for every model in params.
+
+python -m stages.compare --train-metrics metrics/train --train-logs plots/train --test-metrics metrics/test
+    --per-image plots/eval --models models --eval-timing artifacts/eval_timing.json --metrics metrics/compare.json
+    --figures plots/compare --report reports/report.md --html reports/report.html
+"""
+import argparse
+import os
+from pathlib import Path
+
+from seglib import config
+from seglib.compare import compare_models, report_html, report_markdown
+from seglib.errors import run_cli
+from seglib.io import read_csv, read_json, save_figure, write_json, write_text
+from seglib.plots import CURVE_METRICS, comparison_figure
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    for name in ("--train-metrics", "--train-logs", "--test-metrics", "--per-image", "--models", "--eval-timing",
+                 "--metrics", "--figures", "--report", "--html"):
+        parser.add_argument(name, required=True)
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+    params = config.load_params(args.params)
+    names, cmp_cfg = list(config.models(params)), config.section(params, "compare")
+    train = {m: read_json(Path(args.train_metrics) / f"{m}.json") for m in names}
+    test = {m: read_json(Path(args.test_metrics) / f"{m}.json") for m in names}
+    rows = {m: read_csv(Path(args.per_image) / f"{m}.csv") for m in names}
+    for model_rows in rows.values():
+        for row in model_rows:
+            row["dice"] = float(row["dice"]) if row["dice"] else float("nan")
+    histories = {m: read_csv(Path(args.train_logs) / f"{m}.csv") for m in names}
+    eval_timing = read_json(args.eval_timing)
+    timing = {m: {**read_json(Path(args.models) / m / "timing.json"), **eval_timing[m]} for m in names}
+    result = compare_models(train, test, rows, cmp_cfg)
+    figures = []
+    for metric in CURVE_METRICS:
+        path = Path(args.figures) / f"{metric}.png"
+        save_figure(comparison_figure(histories, metric), path)
+        figures.append(path)
+    write_json(args.metrics, result)
+    report_dir = Path(args.report).parent
+    links = [os.path.relpath(f, report_dir) for f in figures]
+    links += [os.path.relpath(Path(args.per_image) / f"{m}_best_worst.png", report_dir) for m in names]
+    write_text(args.report, report_markdown(result, timing, links))
+    embedded = figures + [Path(args.per_image) / f"{m}_best_worst.png" for m in names]
+    write_text(args.html, report_html(result, timing, embedded))
+    for key, leader in result["ahead"].items():
+        print(f"ahead on {key}: {leader}")
+
+
+if __name__ == "__main__":
+    run_cli(main)

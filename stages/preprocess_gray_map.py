@@ -1,0 +1,47 @@
+"""preprocess-gray-map: the gray map, and every split converted once into arrays at base_size.
+
+python -m stages.preprocess_gray_map --images data/images --masks data/masks --split artifacts/split.json
+    --graymap artifacts/graymap.json --prepared artifacts/prepared --samples plots/train_samples.png
+"""
+import argparse
+from pathlib import Path
+
+from seglib import config
+from seglib.graymap import build_graymap
+from seglib.io import read_json, save_figure, write_json, write_npz
+from seglib.errors import run_cli
+from seglib.plots import samples_figure
+from seglib.prepare import intensity_stats, prepare_items, scan_gray_values
+from seglib.split import PARTS
+
+SAMPLES_SHOWN = 8
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    for name in ("--images", "--masks", "--split", "--graymap", "--prepared", "--samples"):
+        parser.add_argument(name, required=True)
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+    params = config.load_params(args.params)
+    data_cfg, pre_cfg = config.section(params, "data"), config.section(params, "preprocess")
+    parts = read_json(args.split)
+    every_item = [item for part in PARTS for item in parts[part]]
+    graymap = build_graymap(data_cfg.gray_values or scan_gray_values(args.masks, every_item))
+    arrays = {part: prepare_items(args.images, args.masks, parts[part], graymap["gray_values"], pre_cfg)
+              for part in PARTS}
+    meta = {**graymap, "base_size": list(pre_cfg.base_size), **intensity_stats(arrays["train"]["images"]),
+            "preprocess": {k: v for k, v in vars(pre_cfg).items()}}
+    for part in PARTS:
+        write_npz(Path(args.prepared) / f"{part}.npz", **arrays[part])
+    write_json(Path(args.prepared) / "meta.json", meta)
+    write_json(args.graymap, graymap)
+    train = arrays["train"]
+    save_figure(samples_figure(train["images"][:SAMPLES_SHOWN], train["masks"][:SAMPLES_SHOWN],
+                               train["names"][:SAMPLES_SHOWN]), args.samples)
+    print(f"gray values {graymap['gray_values']} -> {graymap['num_classes']} classes; "
+          + ", ".join(f"{p} {len(arrays[p]['images'])}" for p in PARTS) + f" at {list(pre_cfg.base_size)}")
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,32 @@
+"""split: check the dataset, pair images with masks, and split by subject.
+
+python -m stages.split --images data/images --masks data/masks --split artifacts/split.json --report reports/dataset_check.json
+"""
+import argparse
+
+from seglib import config
+from seglib.check import check_dataset
+from seglib.errors import run_cli
+from seglib.io import write_json
+from seglib.split import PARTS, split_by_subject
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    for name in ("--images", "--masks", "--split", "--report"):
+        parser.add_argument(name, required=True)
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+    data_cfg = config.section(config.load_params(args.params), "data")
+    report = check_dataset(args.images, args.masks, data_cfg)
+    parts = split_by_subject(report.pairs, report.groups, data_cfg.val_fraction, data_cfg.test_fraction, data_cfg.seed)
+    counts = {p: {"images": len(parts[p]), "subjects": len({report.groups[i] for i, _ in parts[p]})} for p in PARTS}
+    for warning in report.warnings:
+        print(f"warning: {warning}")
+    write_json(args.report, {**report.summary(), "split": counts})
+    write_json(args.split, parts)
+    print("split: " + ", ".join(f"{p} {c['images']} images / {c['subjects']} subjects" for p, c in counts.items()))
+
+
+if __name__ == "__main__":
+    run_cli(main)
