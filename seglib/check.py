@@ -124,10 +124,13 @@ def check_dataset(image_dir, mask_dir, data_cfg):
         raise SegError(f"{image_dir}: no images found (looked for .png .jpg .jpeg .tif .tiff .bmp); "
                        "put the slices there")
     groups, gray_counts, empty, kept = {}, Counter(), [], []
+    if pairs and all(subject_of(image, data_cfg.group_regex) is None for image, _ in pairs):
+        raise SegError(f"data.group_regex: '{data_cfg.group_regex}' matches none of the {len(pairs)} image names "
+                       f"(e.g. {pairs[0][0]}); write a regex whose first group is the subject id, or set it to ''")
     for image, mask in pairs:
         group = subject_of(image, data_cfg.group_regex)
         if group is None:
-            errors.append(f"{Path(image_dir) / image}: data.group_regex {data_cfg.group_regex!r} does not match "
+            errors.append(f"{Path(image_dir) / image}: data.group_regex '{data_cfg.group_regex}' does not match "
                           "this name; fix the regex (it must match every image name) or set it to ''")
             continue
         counts = _check_pair(image_dir, mask_dir, image, mask, data_cfg.gray_values, errors, warnings)

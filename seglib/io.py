@@ -72,9 +72,19 @@ def write_csv(path, rows, fieldnames=None):
         writer.writerows(rows)
 
 
+def _cell(text):
+    if text == "":
+        return float("nan")
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def read_csv(path):
+    """Rows as dicts; numeric cells become floats and empty cells NaN (the inverse of write_csv)."""
     with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
+        return [{k: _cell(v) for k, v in row.items()} for row in csv.DictReader(fh)]
 
 
 def write_text(path, text):

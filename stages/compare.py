@@ -27,9 +27,6 @@ def main(argv=None):
     train = {m: read_json(Path(args.train_metrics) / f"{m}.json") for m in names}
     test = {m: read_json(Path(args.test_metrics) / f"{m}.json") for m in names}
     rows = {m: read_csv(Path(args.per_image) / f"{m}.csv") for m in names}
-    for model_rows in rows.values():
-        for row in model_rows:
-            row["dice"] = float(row["dice"]) if row["dice"] else float("nan")
     histories = {m: read_csv(Path(args.train_logs) / f"{m}.csv") for m in names}
     eval_timing = read_json(args.eval_timing)
     timing = {m: {**read_json(Path(args.models) / m / "timing.json"), **eval_timing[m]} for m in names}

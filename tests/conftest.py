@@ -1,0 +1,54 @@
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def write_pair(root, stem, image, mask, image_suffix=".png", mask_stem=None):
+    """Write images/<stem><suffix> and masks/<mask_stem>.png under root."""
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(root / "images" / f"{stem}{image_suffix}")
+    Image.fromarray(mask).save(root / "masks" / f"{mask_stem or stem}.png")
+
+
+def square_pair(size=32, value=255, offset=8):
+    image = np.full((size, size), 40, np.uint8)
+    mask = np.zeros((size, size), np.uint8)
+    image[offset:offset + 12, offset:offset + 12] = 200
+    mask[offset:offset + 12, offset:offset + 12] = value
+    return image, mask
+
+
+@pytest.fixture
+def square_dataset(tmp_path):
+    """Six subjects x two slices of bright squares, masks with identical names."""
+    root = tmp_path / "data"
+    for subject in range(6):
+        for k in range(2):
+            write_pair(root, f"S{subject}_{k}", *square_pair(offset=4 + subject + k))
+    return root
+
+
+def run_module(module, *args, cwd=REPO):
+    """Run `python -m module args` and return the CompletedProcess (text output)."""
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True)
+
+
+def copy_repo(dest):
+    """A copy of the repo's source as Git sees it (tracked and untracked-not-ignored; no data, no venv)."""
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        src = REPO / name
+        if src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    return dest

@@ -1,0 +1,104 @@
+"""Model shapes, checkpoints, the schedule, and real training on tiny data."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from seglib.config import ModelConfig, TrainConfig
+from seglib.errors import SegError
+from seglib.models import build_model, load_checkpoint, save_checkpoint
+from seglib.train import cosine_factor, fit, flip_batch
+
+
+@pytest.mark.parametrize("cfg", [ModelConfig(arch="unet", width=4), ModelConfig(arch="deeplabv3")])
+@pytest.mark.parametrize("size", [(64, 64), (48, 80), (50, 70)])
+def test_models_return_logits_at_input_size(cfg, size):
+    torch.manual_seed(0)
+    model = build_model(cfg, num_classes=3).eval()
+    out = model(torch.randn(2, 1, *size))
+    assert out.shape == (2, 3, *size)
+
+
+def test_deeplabv3_backbones_build_offline():
+    for backbone in ("resnet50",):
+        model = build_model(ModelConfig(arch="deeplabv3", backbone=backbone), num_classes=2)
+        assert model(torch.randn(2, 1, 32, 32)).shape == (2, 2, 32, 32)
+
+
+def test_bn_momentum_is_applied_everywhere():
+    model = build_model(ModelConfig(arch="deeplabv3"), 2, bn_momentum=0.1)
+    momenta = {m.momentum for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    assert momenta == {0.1}
+
+
+def test_cosine_schedule_matches_the_original_formula():
+    assert cosine_factor(0, 10, 0.01) == pytest.approx(1.0)
+    assert cosine_factor(5, 10, 0.01) == pytest.approx(0.505)
+    assert cosine_factor(10, 10, 0.01) == pytest.approx(0.01)
+    assert cosine_factor(3, 10, 0.1) == pytest.approx(((1 + math.cos(math.pi * 0.3)) / 2) * 0.9 + 0.1)
+
+
+def test_flips_move_image_and_mask_together():
+    images = torch.arange(16.0).reshape(1, 1, 4, 4).repeat(8, 1, 1, 1)
+    masks = images[:, 0].long()
+    gen = torch.Generator().manual_seed(0)
+    flipped, flipped_masks = flip_batch(images.clone(), masks.clone(), 1.0, 0.0, gen)
+    assert torch.equal(flipped[:, 0].long(), flipped_masks)
+    assert torch.equal(flipped, images.flip(-1))
+
+
+def _tiny_arrays(n, seed):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 60, (n, 32, 32)).astype(np.uint8)
+    masks = np.zeros((n, 32, 32), np.uint8)
+    for i in range(n):
+        top, left = rng.integers(2, 18, 2)
+        images[i, top:top + 12, left:left + 12] += 150
+        masks[i, top:top + 12, left:left + 12] = 1
+    return {"images": images, "masks": masks}
+
+
+def _fit(epochs=4, arch="unet"):
+    cfg = ModelConfig(arch=arch, width=8, batch_size=4, lr=3e-3)
+    train_cfg = TrainConfig(epochs=epochs, device="cpu")
+    return fit(_tiny_arrays(16, 0), _tiny_arrays(8, 1), cfg, train_cfg, 2, {"mean": 0.2, "std": 0.3}, "t")
+
+
+def test_training_learns_and_is_deterministic():
+    first, second = _fit(), _fit()
+    assert [r["val_dice"] for r in first.history] == [r["val_dice"] for r in second.history]
+    assert first.history[-1]["train_loss"] < first.history[0]["train_loss"]
+    assert max(r["val_dice"] for r in first.history) > 0.5
+    assert first.best_scores["fg_dice"] == max(r["val_dice"] for r in first.history)
+    assert set(first.history[0]) >= {"epoch", "lr", "train_loss", "train_dice", "val_iou", "val_f1", "val_recall"}
+
+
+def test_deeplabv3_trains_one_epoch():
+    result = _fit(epochs=1, arch="deeplabv3")
+    assert result.best_epoch == 1 and result.parameters > 1_000_000
+
+
+def test_batch_larger_than_training_set_is_a_clear_error():
+    cfg = ModelConfig(arch="unet", width=4, batch_size=32)
+    with pytest.raises(SegError, match=r"models.t.batch_size: 32 is larger than the 16 training images"):
+        fit(_tiny_arrays(16, 0), _tiny_arrays(4, 1), cfg, TrainConfig(epochs=1, device="cpu"), 2,
+            {"mean": 0.0, "std": 1.0}, "t")
+
+
+def test_checkpoint_round_trip_and_mismatch(tmp_path):
+    cfg = ModelConfig(arch="unet", width=4)
+    model = build_model(cfg, 3)
+    save_checkpoint(tmp_path / "m.pt", model, cfg, 3, {"gray_values": [0, 1, 2]})
+    loaded, meta = load_checkpoint(tmp_path / "m.pt")
+    assert meta["gray_values"] == [0, 1, 2]
+    x = torch.randn(1, 1, 32, 32)
+    assert torch.equal(loaded(x), model.eval()(x))
+    ckpt = torch.load(tmp_path / "m.pt", weights_only=True)
+    ckpt["num_classes"] = 5
+    torch.save(ckpt, tmp_path / "bad.pt")
+    with pytest.raises(SegError, match=r"bad.pt: weights do not fit a unet with 5 classes"):
+        load_checkpoint(tmp_path / "bad.pt")
+    torch.save({"state_dict": {}}, tmp_path / "other.pt")
+    with pytest.raises(SegError, match="not a checkpoint written by this pipeline"):
+        load_checkpoint(tmp_path / "other.pt")

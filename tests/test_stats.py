@@ -1,0 +1,34 @@
+import numpy as np
+import pytest
+
+from seglib.stats import paired_difference
+
+
+def test_constant_difference_has_a_point_interval():
+    out = paired_difference([0.9] * 30, [0.8] * 30, seed=1)
+    assert out["mean_diff"] == pytest.approx(0.1)
+    assert out["ci95"] == pytest.approx([0.1, 0.1])
+    assert out["p_value"] < 0.001
+
+
+def test_interval_matches_normal_theory_and_is_seeded():
+    rng = np.random.default_rng(3)
+    d = rng.normal(0.05, 0.1, 400)
+    out = paired_difference(d, np.zeros_like(d), n_boot=4000, seed=7)
+    half = 1.96 * d.std() / np.sqrt(len(d))
+    assert out["ci95"][0] == pytest.approx(d.mean() - half, abs=0.003)
+    assert out["ci95"][1] == pytest.approx(d.mean() + half, abs=0.003)
+    assert paired_difference(d, np.zeros_like(d), n_boot=4000, seed=7) == out
+
+
+def test_exact_permutation_p_value_for_small_samples():
+    # All 4 differences positive and equal: only the all-plus and all-minus sign
+    # patterns reach |mean| = 1 out of 2^4 = 16, so p = 2/16.
+    out = paired_difference([1, 1, 1, 1], [0, 0, 0, 0])
+    assert out["p_value"] == pytest.approx(2 / 16)
+
+
+def test_symmetric_differences_are_not_significant():
+    out = paired_difference([0.1, -0.1] * 20, [0.0] * 40, seed=0)
+    assert out["mean_diff"] == pytest.approx(0.0)
+    assert out["p_value"] > 0.5
