@@ -64,5 +64,10 @@ def main(argv=None):
     {"synth": _synth, "check": _check, "predict": _predict}[args.command](args)
 
 
-if __name__ == "__main__":
+def cli():
+    """The `seglib` console script."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from seglib.errors import SegError
-from seglib.io import UnreadableFile, image_size, list_images, read_mask
+from seglib.io import UnreadableFile, list_images, read_image, read_mask
 
 MAX_LISTED = 25
 RESAMPLED_LEVELS = 6  # more distinct gray values than this in one mask suggests interpolation
@@ -90,7 +90,7 @@ def _check_pair(image_dir, mask_dir, image, mask, gray_values, errors, warnings)
     """Gray-value counts of one pair's mask, or None when the pair is broken."""
     image_path, mask_path = Path(image_dir) / image, Path(mask_dir) / mask
     try:
-        shape = image_size(image_path)
+        shape = read_image(image_path)[0].shape  # a full decode: headers alone miss truncated files
     except UnreadableFile as exc:
         errors.append(f"{image_path}: {exc}; replace or remove the file")
         return None

@@ -12,7 +12,7 @@ COLUMNS = (("val_fg_dice", "val Dice (fg)", True), ("test_fg_dice", "test Dice (
            ("test_fg_iou", "test IoU (fg)", True), ("test_mean_dice", "test Dice (all classes)", True),
            ("test_accuracy", "test pixel accuracy", True), ("test_dice_median", "median image Dice", True),
            ("test_dice_p5", "5th pct image Dice", True), ("test_hd95_median", "median HD95", False),
-           ("test_assd_mean", "mean ASSD", False), ("test_misses", "missed objects", False))
+           ("test_assd_mean", "mean ASSD", False), ("test_misses", "images with a class missed", False))
 
 
 def model_summary(train_metrics, test_metrics):
@@ -29,7 +29,9 @@ def _leader(summaries, key, higher_better):
     scored = {m: s[key] for m, s in summaries.items() if s[key] is not None}
     if not scored:
         return None
-    return (max if higher_better else min)(scored, key=lambda m: (scored[m], m))
+    best = (max if higher_better else min)(scored.values())
+    leaders = sorted(m for m, v in scored.items() if v == best)
+    return leaders[0] if len(leaders) == 1 else "tie: " + ", ".join(leaders)
 
 
 def compare_models(train_metrics, test_metrics, per_image_rows, cmp_cfg):
@@ -39,8 +41,10 @@ def compare_models(train_metrics, test_metrics, per_image_rows, cmp_cfg):
     for a, b in itertools.combinations(summaries, 2):
         dice_a, dice_b = image_dice(per_image_rows[a]), image_dice(per_image_rows[b])
         common = sorted(set(dice_a) & set(dice_b))
-        paired[f"{a}_minus_{b}"] = paired_difference([dice_a[i] for i in common], [dice_b[i] for i in common],
-                                                     cmp_cfg.bootstrap, cmp_cfg.permutations, cmp_cfg.seed)
+        subject = {row["image"]: str(row["subject"]) for row in per_image_rows[a]}
+        paired[f"{a}_minus_{b}"] = paired_difference(
+            [dice_a[i] for i in common], [dice_b[i] for i in common], [subject[i] for i in common],
+            cmp_cfg.bootstrap, cmp_cfg.permutations, cmp_cfg.seed)
     ahead = {key: _leader(summaries, key, better) for key, _, better in COLUMNS}
     return {"models": summaries, "ahead": ahead, "paired_image_dice": paired}
 
@@ -74,7 +78,7 @@ def _paired_sentences(result):
         lo, hi = stat["ci95"]
         lines.append(f"{a} - {b}: mean per-image Dice difference {stat['mean_diff']:+.4f} "
                      f"(95% bootstrap CI {lo:+.4f} to {hi:+.4f}; paired permutation p = {stat['p_value']:.4g}; "
-                     f"n = {stat['n']} test images)")
+                     f"{stat['n']} test images from {stat['units']} {stat['unit']}s, resampled by {stat['unit']})")
     return lines
 
 

@@ -40,8 +40,11 @@ class Evaluation:
                 "confusion": self.matrix.tolist(), "per_image": summarise(self.rows)}
 
 
-def evaluate_split(model, prepared, items, mask_dir, gray_values, stats, spacing, device):
-    """Score `model` on the prepared arrays of one split against the original masks in `mask_dir`."""
+def evaluate_split(model, prepared, items, mask_dir, gray_values, stats, spacing, device, subjects):
+    """Score `model` on the prepared arrays of one split against the original masks in `mask_dir`.
+
+    `subjects` maps image name -> subject key, carried into the per-image rows.
+    """
     num_classes = len(gray_values)
     matrix = np.zeros((num_classes, num_classes), np.int64)
     rows, predictions, truths, seconds = [], {}, {}, 0.0
@@ -51,7 +54,8 @@ def evaluate_split(model, prepared, items, mask_dir, gray_values, stats, spacing
         pred = predict_classes(model, prepared["images"][i], stats, truth.shape, device)
         seconds += time.perf_counter() - start
         matrix += confusion(truth, pred, num_classes)
-        rows += [{"image": image, **row} for row in per_image(truth, pred, num_classes, spacing)]
+        rows += [{"image": image, "subject": subjects[image], **row}
+                 for row in per_image(truth, pred, num_classes, spacing)]
         predictions[image], truths[image] = pred, truth
     return Evaluation(matrix, rows, predictions, truths, len(items) / seconds if seconds else float("nan"))
 

@@ -152,15 +152,6 @@ def read_mask(path):
         "single-channel gray images: convert it, e.g. Image.open(p).convert('L').save(p)")
 
 
-def image_size(path):
-    """(height, width) from the header, without decoding the pixels."""
-    try:
-        with Image.open(path) as im:
-            return im.size[1], im.size[0]
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise UnreadableFile(f"cannot decode image ({exc})") from None
-
-
 def _png_chunk(kind, payload):
     return (struct.pack(">I", len(payload)) + kind + payload
             + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF))

@@ -59,7 +59,7 @@ def best_worst_figure(entries, title):
         ax_img.axis("off")
         ax_cmp.axis("off")
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
     return fig
 
 

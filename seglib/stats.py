@@ -1,39 +1,54 @@
 """Paired comparison of two models over the same test images.
 
-d_i = score_A(image i) - score_B(image i). The mean of d gets a seeded
-percentile-bootstrap 95% interval, and a two-sided paired sign-flip
-permutation test (exact for n <= 16, else `permutations` random flips)
-asks whether a mean this far from 0 is likely if the labels A/B were
-exchangeable. Same inputs and seed -> same numbers.
+d_i = score_A(image i) - score_B(image i). Slices of one subject are not
+independent, so when each image carries its subject the resampling unit is
+the subject: the bootstrap draws whole subjects (the mean over their images
+is the statistic), and the two-sided sign-flip permutation test flips the
+sign of a whole subject's differences. Without subjects each image is its
+own unit. The bootstrap interval is a 95% percentile interval; the test is
+exact for up to 16 units, else uses `permutations` seeded random flips.
+Same inputs and seed -> same numbers.
 """
 import itertools
 
 import numpy as np
 
 
-def bootstrap_ci(diffs, n_boot, rng, level=0.95):
-    index = rng.integers(0, len(diffs), size=(n_boot, len(diffs)))
-    means = diffs[index].mean(1)
+def _unit_sums(diffs, groups):
+    """Per-unit sums and image counts of the differences."""
+    if groups is None:
+        return diffs, np.ones_like(diffs)
+    keys = sorted(set(groups))
+    index = np.array([keys.index(g) for g in groups])
+    return np.bincount(index, weights=diffs, minlength=len(keys)), np.bincount(index, minlength=len(keys)) * 1.0
+
+
+def bootstrap_ci(sums, counts, n_boot, rng, level=0.95):
+    draw = rng.integers(0, len(sums), size=(n_boot, len(sums)))
+    means = sums[draw].sum(1) / counts[draw].sum(1)
     tail = (1 - level) / 2 * 100
     return [float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))]
 
 
-def sign_flip_p(diffs, n_perm, rng):
-    observed = abs(diffs.mean())
-    if len(diffs) <= 16:
-        signs = np.array(list(itertools.product((1.0, -1.0), repeat=len(diffs))))
-        return float(np.mean(np.abs((signs * diffs).mean(1)) >= observed - 1e-12))
-    signs = rng.choice(np.array([1.0, -1.0]), size=(n_perm, len(diffs)))
-    hits = np.sum(np.abs((signs * diffs).mean(1)) >= observed - 1e-12)
+def sign_flip_p(sums, counts, n_perm, rng):
+    total = counts.sum()
+    observed = abs(sums.sum() / total)
+    if len(sums) <= 16:
+        signs = np.array(list(itertools.product((1.0, -1.0), repeat=len(sums))))
+        return float(np.mean(np.abs(signs @ sums / total) >= observed - 1e-12))
+    signs = rng.choice(np.array([1.0, -1.0]), size=(n_perm, len(sums)))
+    hits = np.sum(np.abs(signs @ sums / total) >= observed - 1e-12)
     return float((hits + 1) / (n_perm + 1))
 
 
-def paired_difference(a, b, n_boot=2000, n_perm=10000, seed=0):
-    """Mean difference a - b with its bootstrap 95% CI and permutation p-value."""
+def paired_difference(a, b, groups=None, n_boot=2000, n_perm=10000, seed=0):
+    """Mean difference a - b over images, its bootstrap 95% CI and permutation p-value."""
     diffs = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     if diffs.size == 0:
-        return {"n": 0, "mean_diff": None, "ci95": [None, None], "p_value": None}
+        return {"n": 0, "units": 0, "mean_diff": None, "ci95": [None, None], "p_value": None}
+    sums, counts = _unit_sums(diffs, groups)
     rng = np.random.Generator(np.random.PCG64(seed))
-    return {"n": int(diffs.size), "mean_diff": float(diffs.mean()),
-            "ci95": bootstrap_ci(diffs, n_boot, rng), "p_value": sign_flip_p(diffs, n_perm, rng),
-            "method": "percentile bootstrap; paired sign-flip permutation test, two-sided"}
+    return {"n": int(diffs.size), "units": int(len(sums)), "unit": "image" if groups is None else "subject",
+            "mean_diff": float(diffs.mean()), "ci95": bootstrap_ci(sums, counts, n_boot, rng),
+            "p_value": sign_flip_p(sums, counts, n_perm, rng),
+            "method": "percentile bootstrap over units; paired sign-flip permutation test over units, two-sided"}

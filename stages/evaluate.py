@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from seglib import config
+from seglib.check import subject_of
 from seglib.errors import SegError, run_cli
 from seglib.evaluate import evaluate_split
 from seglib.metrics import image_dice
@@ -46,23 +47,27 @@ def main(argv=None):
         raise SegError("data.test_fraction: the test split is empty; set test_fraction above 0")
     prepared = read_npz(Path(args.prepared) / "test.npz")
     spacing = eval_cfg.pixel_spacing or (1.0, 1.0)
+    group_regex = config.section(params, "data").group_regex
+    subjects = {image: subject_of(image, group_regex) for image, _ in items}
+    evaluations, metas = {}, {}
+    for name in names:  # score everything before writing anything: a failure leaves no partial outputs
+        model, metas[name] = load_checkpoint(Path(args.models) / name / "model.pt", device)
+        stats = {"mean": metas[name]["mean"], "std": metas[name]["std"]}
+        evaluations[name] = evaluate_split(model, prepared, items, args.masks, metas[name]["gray_values"],
+                                           stats, spacing, device, subjects)
     results, speed = {}, {}
-    for name in names:
-        model, meta = load_checkpoint(Path(args.models) / name / "model.pt", device)
-        stats = {"mean": meta["mean"], "std": meta["std"]}
-        evaluation = evaluate_split(model, prepared, items, args.masks, meta["gray_values"], stats, spacing, device)
+    for name, evaluation in evaluations.items():
         results[name] = {"model": name, "units": "mm" if eval_cfg.pixel_spacing else "pixels", **evaluation.metrics()}
         speed[name] = {"images_per_second": evaluation.images_per_second, "device": str(device)}
         write_json(Path(args.test_metrics) / f"{name}.json", results[name])
         write_csv(Path(args.plots) / f"{name}.csv", evaluation.rows)
         save_figure(best_worst_figure(_best_worst(evaluation, prepared, eval_cfg.overlays),
                                       f"{name}: worst and best test images"), Path(args.plots) / f"{name}_best_worst.png")
-        if name == headline:
-            class_names = [str(g) for g in meta["gray_values"]]
-            write_csv(Path(args.plots) / "confusion.csv", confusion_records(evaluation.matrix, class_names))
         print(f"{name}: test foreground Dice {results[name]['fg_dice']:.4f}, IoU {results[name]['fg_iou']:.4f}, "
               f"median HD95 {results[name]['per_image']['hd95']['median']:.2f}, "
               f"misses {results[name]['per_image']['misses']}")
+    class_names = [str(g) for g in metas[headline]["gray_values"]]
+    write_csv(Path(args.plots) / "confusion.csv", confusion_records(evaluations[headline].matrix, class_names))
     write_json(args.timing, speed)
     write_json(args.metrics, results[headline])
 

@@ -1,4 +1,3 @@
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -41,14 +40,3 @@ def run_module(module, *args, cwd=REPO):
     """Run `python -m module args` and return the CompletedProcess (text output)."""
     return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=cwd,
                           capture_output=True, text=True)
-
-
-def copy_repo(dest):
-    """A copy of the repo's source as Git sees it (tracked and untracked-not-ignored; no data, no venv)."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
-    for name in files:
-        src = REPO / name
-        if src.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name)
-    return dest

@@ -1,62 +1,24 @@
 """The real pipeline with the real dvc binary in a temporary Git repository."""
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
+import browser
 import pytest
-import yaml
 
-from conftest import REPO, copy_repo
-
-BIN = Path(sys.executable).parent
-ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-       "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
-       "DVC_NO_ANALYTICS": "1"}
+from bench.scratch import dvc, scratch_project, sh
 
 TINY = {
-    "data": {"val_fraction": 0.2, "test_fraction": 0.2},
-    "preprocess": {"base_size": [32, 32]},
-    "train": {"epochs": 1, "device": "cpu"},
-    "models": {"unet": {"width": 4, "batch_size": 4}, "deeplabv3": {"batch_size": 4}},
-    "compare": {"bootstrap": 200, "permutations": 200},
+    "data.val_fraction": 0.2, "data.test_fraction": 0.2,
+    "preprocess.base_size": [32, 32],
+    "train.epochs": 1, "train.device": "cpu",
+    "models.unet.width": 4, "models.unet.batch_size": 4, "models.deeplabv3.batch_size": 4,
+    "compare.bootstrap": 200, "compare.permutations": 200,
 }
 
 
-def sh(*cmd, cwd, check=True):
-    result = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def dvc(*args, cwd, check=True):
-    return sh(str(BIN / "dvc"), *args, cwd=cwd, check=check)
-
-
-def merge(base, update):
-    for key, value in update.items():
-        if isinstance(value, dict):
-            merge(base.setdefault(key, {}), value)
-        else:
-            base[key] = value
-    return base
-
-
-def make_tiny_repo(root, subjects=8, slices=2):
-    """A copy of this project on a small synthetic dataset with tiny settings, committed."""
-    copy_repo(root)
-    sh("git", "init", "-q", cwd=root)
-    (root / "data.dvc").unlink()
-    sh(sys.executable, "-m", "seglib", "synth", "--out", "data", "--subjects", str(subjects),
-       "--slices", str(slices), cwd=root)
-    dvc("add", "-q", "data", cwd=root)
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    (root / "params.yaml").write_text(yaml.safe_dump(merge(params, TINY), sort_keys=False))
-    sh("git", "add", "-A", cwd=root)
-    sh("git", "commit", "-qm", "tiny", cwd=root)
-    return root
+def make_tiny_repo(root, subjects=8, slices=2, seed=0):
+    """A committed copy of this project on a small synthetic dataset with tiny settings."""
+    return scratch_project(root, overrides=TINY,
+                           synth_args=["--subjects", subjects, "--slices", slices, "--seed", seed])
 
 
 def ran_stages(output):
@@ -114,3 +76,20 @@ def test_same_inputs_give_identical_metric_files(tiny_repo, tmp_path):
     dvc("repro", "-f", "train@unet", "train@deeplabv3", "evaluate", cwd=tiny_repo)
     for path, content in first.items():
         assert (tiny_repo / path).read_bytes() == content, path
+
+
+@pytest.mark.skipif(browser.CHROMIUM is None, reason="no chromium installed (.ci/run installs Debian's)")
+def test_pages_render_offline_in_a_real_browser(tiny_repo, tmp_path):
+    dvc("plots", "show", "-o", tmp_path / "offline", cwd=tiny_repo)
+    page = tmp_path / "offline" / "index.html"
+    assert "cdn.jsdelivr" not in page.read_text()
+    dom = browser.rendered_dom(page)
+    charts = dom.count('class="vega-embed')
+    assert charts >= 4 and dom.count("<canvas") >= charts, dom[:2000]
+    # the same plots on DVC's default page (Vega from a CDN) draw nothing with the network off
+    from dvc_render.html import PAGE_HTML
+    (tmp_path / "cdn.html").write_text(PAGE_HTML)
+    dvc("plots", "show", "-o", tmp_path / "cdn", "--html-template", tmp_path / "cdn.html", cwd=tiny_repo)
+    assert "<canvas" not in browser.rendered_dom(tmp_path / "cdn" / "index.html")
+    # the report: its embedded figures draw (a blank page would be almost all white)
+    assert browser.screenshot_ink(tiny_repo / "reports/report.html", tmp_path / "report.png") > 0.05

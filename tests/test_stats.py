@@ -32,3 +32,21 @@ def test_symmetric_differences_are_not_significant():
     out = paired_difference([0.1, -0.1] * 20, [0.0] * 40, seed=0)
     assert out["mean_diff"] == pytest.approx(0.0)
     assert out["p_value"] > 0.5
+
+
+def test_subjects_are_the_resampling_unit():
+    # Two subjects with 10 identical slices each: by image the difference looks certain,
+    # by subject there are only 2 units, so the exact test cannot go below 2/4.
+    a, b = [0.9] * 10 + [0.7] * 10, [0.8] * 10 + [0.8] * 10
+    groups = ["s1"] * 10 + ["s2"] * 10
+    by_subject = paired_difference(a, b, groups=groups)
+    assert by_subject["units"] == 2 and by_subject["unit"] == "subject"
+    assert by_subject["mean_diff"] == pytest.approx(0.0)
+    assert by_subject["p_value"] == pytest.approx(1.0)
+    a2 = [0.9] * 10 + [0.85] * 10
+    by_subject = paired_difference(a2, b, groups=groups)
+    by_image = paired_difference(a2, b)
+    assert by_subject["p_value"] == pytest.approx(2 / 4)
+    assert by_image["p_value"] < 0.001
+    # resampling whole subjects: the interval spans the two subject means (0.1 and 0.05)
+    assert by_subject["ci95"] == pytest.approx([0.05, 0.1])

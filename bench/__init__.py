@@ -1,0 +1,1 @@
+"""Benchmarks and real-data runs: scripts that print figures, never timed tests."""

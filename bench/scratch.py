@@ -1,0 +1,75 @@
+"""A scratch copy of this project on another dataset, for benchmarks and tests."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1",
+       "GIT_AUTHOR_NAME": "scratch", "GIT_AUTHOR_EMAIL": "scratch@localhost",
+       "GIT_COMMITTER_NAME": "scratch", "GIT_COMMITTER_EMAIL": "scratch@localhost"}
+
+
+def sh(*cmd, cwd, check=True, log=None):
+    """Run a command with the venv on PATH; raise with its output when it fails."""
+    result = subprocess.run([str(c) for c in cmd], cwd=cwd, env=ENV, capture_output=True, text=True)
+    if log is not None:
+        Path(log).open("a").write(result.stdout + result.stderr)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def dvc(*args, cwd, check=True, log=None):
+    return sh(BIN / "dvc", *args, cwd=cwd, check=check, log=log)
+
+
+def copy_source(dest):
+    """The project's files as Git sees them (tracked and untracked-not-ignored), without data.dvc's data."""
+    listing = sh("git", "ls-files", "--cached", "--others", "--exclude-standard", cwd=REPO).stdout.split("\n")
+    for name in filter(None, listing):
+        if (REPO / name).is_file():
+            (Path(dest) / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, Path(dest) / name)
+    return Path(dest)
+
+
+def set_params(root, overrides):
+    """Apply {"a.b": value} to root/params.yaml."""
+    path = Path(root) / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split(".")
+        node = params
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def scratch_project(root, images=None, masks=None, overrides=(), synth_args=None, files=None):
+    """A committed Git+DVC project at `root` whose data/ holds the given images and masks.
+
+    `files` (optional) limits the copy to those image names; `synth_args` generates
+    the built-in dataset with other arguments instead of copying folders.
+    """
+    root = copy_source(root)
+    sh("git", "init", "-q", cwd=root)
+    (root / "data.dvc").unlink()
+    if synth_args is not None:
+        sh(sys.executable, "-m", "seglib", "synth", "--out", root / "data", *synth_args, cwd=root)
+    else:
+        for folder, target in ((images, "images"), (masks, "masks")):
+            (root / "data" / target).mkdir(parents=True)
+            for path in sorted(Path(folder).iterdir()):
+                if files is None or path.name in files[target]:
+                    shutil.copy2(path, root / "data" / target / path.name)
+    dvc("add", "-q", "data", cwd=root)
+    set_params(root, dict(overrides))
+    sh("git", "add", "-A", cwd=root)
+    sh("git", "commit", "-qm", "scratch project", cwd=root)
+    return root

@@ -1,0 +1,65 @@
+"""predict: masks in the dataset's own gray values at each image's original size."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import run_module
+from seglib.config import ModelConfig
+from seglib.models import build_model, save_checkpoint
+
+GRAYS = [0, 128, 255]
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    cfg = ModelConfig(arch="unet", width=4)
+    model = build_model(cfg, 3)
+    meta = {"gray_values": GRAYS, "num_classes": 3, "base_size": [32, 32], "mean": 0.3, "std": 0.2,
+            "preprocess": {"base_size": [32, 32], "ct_window": False, "window_level": 40.0,
+                           "window_width": 400.0, "hu_offset": 0.0}}
+    save_checkpoint(tmp_path / "model.pt", model, cfg, 3, meta)
+    return tmp_path / "model.pt"
+
+
+def test_predict_round_trip_keeps_gray_values_and_sizes(tmp_path, checkpoint):
+    images = tmp_path / "in"
+    images.mkdir()
+    sizes = {"a.png": (50, 70), "b.jpg": (33, 20), "c.tif": (64, 64)}
+    for name, (h, w) in sizes.items():
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (h, w)).astype(np.uint8)).save(images / name)
+    Image.fromarray((np.arange(40 * 30).reshape(40, 30) * 40).astype(np.uint16)).save(images / "d.png")
+    result = run_module("seglib", "predict", "--checkpoint", checkpoint, "--input", images,
+                        "--output", tmp_path / "out", "--overlays", tmp_path / "ov", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    sizes["d.png"] = (40, 30)
+    for name, (h, w) in sizes.items():
+        mask = np.asarray(Image.open(tmp_path / "out" / (name.rsplit(".", 1)[0] + ".png")))
+        assert mask.shape == (h, w)
+        assert set(np.unique(mask).tolist()) <= set(GRAYS)
+        assert (tmp_path / "ov" / (name.rsplit(".", 1)[0] + ".png")).is_file()
+
+
+def test_unreadable_file_is_skipped_and_reported(tmp_path, checkpoint):
+    images = tmp_path / "in"
+    images.mkdir()
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(images / "good.png")
+    (images / "bad.png").write_bytes(b"not a png")
+    result = run_module("seglib", "predict", "--checkpoint", checkpoint, "--input", images,
+                        "--output", tmp_path / "out", "--device", "cpu")
+    assert result.returncode == 1
+    assert "skipped" in result.stderr and "bad.png" in result.stderr and "cannot decode image" in result.stderr
+    assert (tmp_path / "out" / "good.png").is_file() and not (tmp_path / "out" / "bad.png").exists()
+
+
+def test_mismatched_checkpoint_is_rejected(tmp_path, checkpoint):
+    import torch
+    ckpt = torch.load(checkpoint, weights_only=True)
+    ckpt["settings"]["width"] = 8
+    torch.save(ckpt, tmp_path / "wrong.pt")
+    (tmp_path / "in").mkdir()
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(tmp_path / "in" / "x.png")
+    result = run_module("seglib", "predict", "--checkpoint", tmp_path / "wrong.pt", "--input", tmp_path / "in",
+                        "--output", tmp_path / "out")
+    assert result.returncode == 2
+    assert "wrong.pt: weights do not fit a unet with 3 classes" in result.stderr
+    assert not (tmp_path / "out").exists()
