@@ -28,11 +28,14 @@ def dvc(*args, cwd, check=True, log=None):
     return sh(BIN / "dvc", *args, cwd=cwd, check=check, log=log)
 
 
+RESULTS = {"dvc.lock", "metrics", "plots", "reports"}  # the reference run's outputs, not source
+
+
 def copy_source(dest):
-    """The project's files as Git sees them (tracked and untracked-not-ignored), without data.dvc's data."""
+    """The project's source as Git sees it (tracked and untracked-not-ignored), without results or data."""
     listing = sh("git", "ls-files", "--cached", "--others", "--exclude-standard", cwd=REPO).stdout.split("\n")
     for name in filter(None, listing):
-        if (REPO / name).is_file():
+        if name.split("/")[0] not in RESULTS and (REPO / name).is_file():
             (Path(dest) / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, Path(dest) / name)
     return Path(dest)

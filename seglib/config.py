@@ -101,12 +101,15 @@ class ModelConfig:
     width: int = 16
     backbone: str = "mobilenet_v3_large"
     weights: Optional[str] = None
+    input_scale: float = 1.0
 
     def check(self, where):
         if self.lr <= 0:
             raise SegError(f"{where}.lr: must be positive, got {self.lr}")
         if self.batch_size < 2:
             raise SegError(f"{where}.batch_size: must be at least 2 (batch norm needs two images), got {self.batch_size}")
+        if not 0.25 <= self.input_scale <= 4.0:
+            raise SegError(f"{where}.input_scale: must be in [0.25, 4], got {self.input_scale}")
         if self.width < 4:
             raise SegError(f"{where}.width: must be at least 4, got {self.width}")
 

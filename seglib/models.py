@@ -77,6 +77,23 @@ class DeepLabV3(nn.Module):
         return self.net(x.expand(-1, 3, -1, -1))["out"]
 
 
+class ScaledInput(nn.Module):
+    """Run `net` on the input resized by `scale` and resize its logits back.
+
+    For DeepLabV3, whose output stride of 16 leaves a 14 x 14 map at 224 x 224:
+    scale 2 doubles the feature map's resolution at four times the compute.
+    """
+
+    def __init__(self, net, scale):
+        super().__init__()
+        self.net, self.scale = net, scale
+
+    def forward(self, x):
+        size = x.shape[-2:]
+        logits = self.net(F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False))
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+
 def _build_unet(cfg, num_classes):
     return UNet(1, num_classes, cfg.width)
 
@@ -99,6 +116,8 @@ def build_model(cfg, num_classes, bn_momentum=None):
         raise SegError(f"models: unknown architecture {cfg.arch!r}; choose one of {sorted(REGISTRY)} "
                        "(or set arch: to one of them)")
     model = REGISTRY[cfg.arch](cfg, num_classes)
+    if cfg.input_scale != 1.0:
+        model = ScaledInput(model, cfg.input_scale)
     if bn_momentum is not None:
         for module in model.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
@@ -119,7 +138,7 @@ def load_local_weights(model, path):
     except (OSError, RuntimeError) as exc:
         raise SegError(f"weights: cannot load {path} ({exc}); give a local state-dict file") from None
     own = model.state_dict()
-    prefixes = ("", "net.", "net.backbone.")
+    prefixes = ("", "net.", "net.backbone.", "net.net.", "net.net.backbone.")
     taken = {}
     for key, value in state.items():
         for prefix in prefixes:

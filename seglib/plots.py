@@ -3,6 +3,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 COLOURS = np.array([[0, 0, 0], [255, 64, 64], [64, 160, 255], [255, 200, 0], [0, 220, 120],
@@ -73,6 +74,7 @@ def comparison_figure(histories, metric):
         ax.set_title(f"{'train' if part == 'train' else 'validation'} {metric}"
                      + ("" if metric in ("loss", "accuracy") else " (foreground mean)"))
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()

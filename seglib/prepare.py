@@ -23,6 +23,13 @@ def scan_gray_values(mask_dir, items):
     return sorted(values)
 
 
+def _read(reader, path):
+    try:
+        return reader(path)
+    except UnreadableFile as exc:
+        raise SegError(f"{path}: {exc}") from None
+
+
 def prepare_items(image_dir, mask_dir, items, gray_values, pre_cfg):
     """Arrays for one split; every unreadable or wrong file is reported at once."""
     size = tuple(pre_cfg.base_size)
@@ -30,12 +37,13 @@ def prepare_items(image_dir, mask_dir, items, gray_values, pre_cfg):
     for image, mask in items:
         image_path, mask_path = Path(image_dir) / image, Path(mask_dir) / mask
         try:
-            raw, depth = read_image(image_path)
-            images.append(load_for_model(raw, depth, pre_cfg, size, image_path))
-            ids = to_class_ids(read_mask(mask_path), gray_values, mask_path)
-        except (UnreadableFile, SegError) as exc:
-            errors.append(f"{image_path}: {exc}" if isinstance(exc, UnreadableFile) else str(exc))
+            raw, depth = _read(read_image, image_path)
+            image = load_for_model(raw, depth, pre_cfg, size, image_path)
+            ids = to_class_ids(_read(read_mask, mask_path), gray_values, mask_path)
+        except SegError as exc:
+            errors.append(str(exc))
             continue
+        images.append(image)
         masks.append(resize_mask(ids, size))
         sizes.append(raw.shape)
     if errors:

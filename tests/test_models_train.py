@@ -11,7 +11,8 @@ from seglib.models import build_model, load_checkpoint, save_checkpoint
 from seglib.train import cosine_factor, fit, flip_batch
 
 
-@pytest.mark.parametrize("cfg", [ModelConfig(arch="unet", width=4), ModelConfig(arch="deeplabv3")])
+@pytest.mark.parametrize("cfg", [ModelConfig(arch="unet", width=4), ModelConfig(arch="deeplabv3"),
+                                 ModelConfig(arch="deeplabv3", input_scale=1.5)])
 @pytest.mark.parametrize("size", [(64, 64), (48, 80), (50, 70)])
 def test_models_return_logits_at_input_size(cfg, size):
     torch.manual_seed(0)

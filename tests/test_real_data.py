@@ -1,0 +1,56 @@
+"""The pipeline on real spine MRI (../shared/datasets): a handful of subjects, low resolution, one epoch.
+
+Skips cleanly where ../shared is absent. The full-size runs behind the README's
+real-data table are made with `python -m bench.real_data` (see README).
+"""
+import json
+
+import pytest
+
+from bench.scratch import dvc, scratch_project
+from conftest import SHARED
+
+DATASETS = SHARED / "datasets"
+TINY = {"preprocess.base_size": [64, 64], "train.epochs": 1, "train.device": "cpu",
+        "models.unet.width": 4, "models.unet.batch_size": 4, "models.deeplabv3.batch_size": 4,
+        "compare.bootstrap": 200, "compare.permutations": 200}
+
+CASES = {
+    # name: (images, masks, params, expected gray values)
+    "myosegmentum-binary": ("myosegmentum-sagittal/images", "myosegmentum-sagittal/masks",
+                            {"data.val_fraction": 0.2, "data.test_fraction": 0.2}, [0, 255]),
+    "myosegmentum-levels": ("myosegmentum-sagittal/images", "myosegmentum-sagittal/levels",
+                            {"data.val_fraction": 0.2, "data.test_fraction": 0.2}, [0, 40, 80, 120, 160, 200]),
+    "vesal-3-class": ("vesal-t2-sagittal/images", "vesal-t2-sagittal/masks",
+                      {"data.image_token": "", "data.mask_token": "", "data.group_regex": "",
+                       "data.val_fraction": 0.15, "data.test_fraction": 0.15}, [0, 128, 255]),
+}
+
+
+def _subset(images, masks):
+    """The first 6 subjects of MyoSegmenTUM (Case01-Case06), or every file of a small set."""
+    names = sorted(p.name for p in images.iterdir())
+    if len(names) > 100:
+        names = [n for n in names if n[:6] in {f"Case0{i}" for i in range(1, 7)}]
+    mask_names = {n.replace("Slice", "Labels_slice") for n in names} | set(names)
+    return {"images": set(names), "masks": {p.name for p in masks.iterdir() if p.name in mask_names}}
+
+
+@pytest.mark.skipif(not DATASETS.is_dir(), reason="../shared/datasets is absent")
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_real_mri_through_the_whole_pipeline(case, tmp_path):
+    images, masks, params, grays = CASES[case]
+    images, masks = DATASETS / images, DATASETS / masks
+    root = scratch_project(tmp_path / case, images, masks, {**TINY, **params}, files=_subset(images, masks))
+    dvc("repro", cwd=root)
+    graymap = json.loads((root / "artifacts/graymap.json").read_text())
+    assert graymap["gray_values"] == grays
+    result = json.loads((root / "metrics/eval.json").read_text())
+    assert len(result["confusion"]) == len(grays)
+    check = json.loads((root / "reports/dataset_check.json").read_text())
+    assert sum(part["images"] for part in check["split"].values()) == check["images"]
+    if case.startswith("myosegmentum"):
+        assert check["subjects"] == 6
+        assert sum(part["subjects"] for part in check["split"].values()) == 6  # no subject in two parts
+    else:
+        assert check["empty_masks"] == 3  # slices 00, 05 and 10 have no spine in view
