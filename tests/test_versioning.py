@@ -6,13 +6,16 @@ from bench.scratch import dvc, sh
 from test_pipeline import make_tiny_repo, ran_stages
 
 
-def test_push_then_pull_in_a_fresh_clone_has_nothing_to_redo(tmp_path):
+def test_push_pull_and_switching_dataset_versions(tmp_path):
     repo = make_tiny_repo(tmp_path / "origin")
     dvc("repro", cwd=repo)
     dvc("remote", "add", "-d", "storage", tmp_path / "remote", cwd=repo)
     sh("git", "add", "-A", cwd=repo)
-    sh("git", "commit", "-qm", "reference run and remote", cwd=repo)
+    sh("git", "commit", "-qm", "data v1, reference run, remote", cwd=repo)
+    v1 = (repo / "metrics/test/unet.json").read_text()
     dvc("push", cwd=repo)
+
+    # a second fresh clone: dvc pull brings data, models and arrays; repro has nothing to redo
     sh("git", "clone", "-q", repo, tmp_path / "clone", cwd=tmp_path)
     clone = tmp_path / "clone"
     dvc("pull", cwd=clone)
@@ -21,13 +24,6 @@ def test_push_then_pull_in_a_fresh_clone_has_nothing_to_redo(tmp_path):
     assert ran_stages(dvc("repro", cwd=clone).stdout) == set()
     assert sh("git", "status", "--porcelain", cwd=clone).stdout == ""
 
-
-def test_switching_dataset_version_reproduces_its_metrics(tmp_path):
-    repo = make_tiny_repo(tmp_path / "repo")
-    dvc("repro", cwd=repo)
-    sh("git", "add", "-A", cwd=repo)
-    sh("git", "commit", "-qm", "data v1", cwd=repo)
-    v1 = (repo / "metrics/test/unet.json").read_text()
     # bring other data: replace the folder, dvc add, repro, commit
     shutil.rmtree(repo / "data")
     sh("python", "-m", "seglib", "synth", "--out", "data", "--subjects", "9", "--slices", "2", "--seed", "5", cwd=repo)
@@ -36,7 +32,8 @@ def test_switching_dataset_version_reproduces_its_metrics(tmp_path):
     sh("git", "add", "-A", cwd=repo)
     sh("git", "commit", "-qm", "data v2", cwd=repo)
     assert json.loads((repo / "reports/dataset_check.json").read_text())["images"] == 18
-    # back to v1: the run cache restores v1's outputs without retraining
+
+    # back to v1: the run cache restores v1's outputs without retraining, and its metrics
     sh("git", "checkout", "-q", "HEAD~1", "--", "data.dvc", cwd=repo)
     dvc("checkout", "-q", cwd=repo)
     out = dvc("repro", cwd=repo)
