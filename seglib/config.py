@@ -71,6 +71,9 @@ class TrainConfig:
     workers: int = 0
     hflip: float = 0.5
     vflip: float = 0.0
+    intensity_jitter: float = 0.0
+    scale_jitter: float = 0.0
+    rotate_degrees: float = 0.0
     loss: str = "ce_dice"
     optimizer: str = "adamw"
     weight_decay: float = 1.0e-4
@@ -85,7 +88,9 @@ class TrainConfig:
             raise SegError(f"{where}.device: use auto, cpu, cuda, cuda:N or mps; got {self.device!r}")
         if self.epochs < 1:
             raise SegError(f"{where}.epochs: must be at least 1, got {self.epochs}")
-        for key in ("hflip", "vflip", "lrf", "bn_momentum"):
+        if not 0.0 <= self.rotate_degrees <= 180.0:
+            raise SegError(f"{where}.rotate_degrees: must be in [0, 180], got {self.rotate_degrees}")
+        for key in ("hflip", "vflip", "lrf", "bn_momentum", "intensity_jitter", "scale_jitter"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise SegError(f"{where}.{key}: must be in [0, 1], got {getattr(self, key)}")
         if self.workers < 0:

@@ -64,6 +64,28 @@ def flip_batch(images, masks, hflip, vflip, generator):
     return images, masks
 
 
+def jitter_batch(images, masks, cfg, generator):
+    """Random per-image contrast/brightness, scale and rotation (image bilinear, mask nearest).
+
+    Slices of new subjects differ in contrast, size and tilt; flips alone teach
+    none of that. All amounts are 0 (off) by default.
+    """
+    n = len(images)
+    if cfg.intensity_jitter > 0:
+        u = torch.rand(2, n, 1, 1, 1, generator=generator) * 2 - 1
+        images = images * (1 + cfg.intensity_jitter * u[0]) + cfg.intensity_jitter * u[1]
+    if cfg.scale_jitter > 0 or cfg.rotate_degrees > 0:
+        u = torch.rand(2, n, generator=generator) * 2 - 1
+        scale = 1 + cfg.scale_jitter * u[0]
+        angle = torch.deg2rad(cfg.rotate_degrees * u[1])
+        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+        theta = torch.stack([torch.stack([cos, -sin, torch.zeros(n)], 1), torch.stack([sin, cos, torch.zeros(n)], 1)], 1)
+        grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+        images = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        masks = F.grid_sample(masks[:, None].float(), grid, mode="nearest", align_corners=False)[:, 0].long()
+    return images, masks
+
+
 def _bar_postfix(loss, matrix):
     s = scores(matrix)
     return {"loss": f"{loss:.3f}", "iou": f"{s['fg_iou']:.3f}", "dice": f"{s['fg_dice']:.3f}"}
@@ -75,6 +97,7 @@ def train_one_epoch(model, loader, optimizer, device, num_classes, cfg, generato
     bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)
     for images, masks in bar:
         images, masks = flip_batch(images, masks, cfg.hflip, cfg.vflip, generator)
+        images, masks = jitter_batch(images, masks, cfg, generator)
         images, masks = images.to(device), masks.to(device)
         logits = model(images)
         loss = segmentation_loss(logits, masks, cfg.loss)

@@ -8,7 +8,7 @@ import torch
 from seglib.config import ModelConfig, TrainConfig
 from seglib.errors import SegError
 from seglib.models import build_model, load_checkpoint, save_checkpoint
-from seglib.train import cosine_factor, fit, flip_batch
+from seglib.train import cosine_factor, fit, flip_batch, jitter_batch
 
 
 @pytest.mark.parametrize("cfg", [ModelConfig(arch="unet", width=4), ModelConfig(arch="deeplabv3"),
@@ -47,6 +47,19 @@ def test_flips_move_image_and_mask_together():
     flipped, flipped_masks = flip_batch(images.clone(), masks.clone(), 1.0, 0.0, gen)
     assert torch.equal(flipped[:, 0].long(), flipped_masks)
     assert torch.equal(flipped, images.flip(-1))
+
+
+def test_geometric_jitter_keeps_masks_aligned_and_labels_valid():
+    images = torch.zeros(4, 1, 40, 40)
+    masks = torch.zeros(4, 40, 40, dtype=torch.long)
+    images[:, :, 10:30, 12:28], masks[:, 10:30, 12:28] = 1.0, 2
+    cfg = TrainConfig(scale_jitter=0.2, rotate_degrees=30.0, intensity_jitter=0.0)
+    out_images, out_masks = jitter_batch(images, masks, cfg, torch.Generator().manual_seed(0))
+    assert set(out_masks.unique().tolist()) <= {0, 2}
+    assert not torch.equal(out_masks, masks)
+    # where the warped mask says "object" the warped image is bright: they moved together
+    inside = out_images[:, 0][out_masks == 2]
+    assert inside.mean() > 0.95
 
 
 def _tiny_arrays(n, seed):
