@@ -1,0 +1,37 @@
+"""compare for any number of models: the table, the leaders, the pairs and both reports."""
+import pytest
+
+from seglib.compare import compare_models, report_html, report_markdown
+from seglib.config import CompareConfig
+
+
+def _inputs(name, dice_by_image, epoch):
+    train = {"best_epoch": epoch, "parameters": 1000 * epoch, "val": {"fg_dice": sum(dice_by_image) / 4}}
+    per = {"mean": sum(dice_by_image) / 4, "median": 0.5, "p5": 0.1, "n": 4}
+    test = {"fg_dice": sum(dice_by_image) / 4, "fg_iou": 0.5, "mean_dice": 0.7, "accuracy": 0.9,
+            "per_image": {"dice": per, "hd95": {**per, "median": 10.0 - epoch}, "assd": per, "misses": 0}}
+    rows = [{"image": f"im{i}", "subject": f"s{i // 2}", "status": "scored", "dice": d}
+            for i, d in enumerate(dice_by_image)]
+    return train, test, rows
+
+
+def test_three_models_are_compared_pairwise(tmp_path):
+    models = {"unet": ([0.9, 0.8, 0.85, 0.95], 3), "deeplabv3": ([0.7, 0.6, 0.65, 0.75], 5),
+              "unet_wide": ([0.9, 0.8, 0.85, 0.95], 4)}
+    train, test, rows = {}, {}, {}
+    for name, (dice, epoch) in models.items():
+        train[name], test[name], rows[name] = _inputs(name, dice, epoch)
+    result = compare_models(train, test, rows, CompareConfig(bootstrap=200, permutations=200))
+    assert set(result["paired_image_dice"]) == {"unet_minus_deeplabv3", "unet_minus_unet_wide",
+                                                "deeplabv3_minus_unet_wide"}
+    assert result["paired_image_dice"]["unet_minus_deeplabv3"]["mean_diff"] == pytest.approx(0.2)
+    assert result["paired_image_dice"]["unet_minus_deeplabv3"]["units"] == 2  # two subjects
+    assert result["ahead"]["test_fg_dice"] == "tie: unet, unet_wide"
+    assert result["ahead"]["test_hd95_median"] == "deeplabv3"  # lower is better
+    timing = {m: {"train_seconds": 10.0, "images_per_second": 5.0} for m in models}
+    figure = tmp_path / "dice.png"
+    figure.write_bytes(b"\x89PNG fake")
+    markdown = report_markdown(result, timing, ["dice.png"])
+    assert "| test Dice (fg) | 0.8750 | 0.6750 | 0.8750 |" in markdown
+    html = report_html(result, timing, [figure])
+    assert html.count("<tr>") == 1 + 14 and "data:image/png;base64," in html
