@@ -14,7 +14,8 @@ import torch.nn.functional as F
 
 from seglib.graymap import to_class_ids
 from seglib.io import read_mask
-from seglib.metrics import confusion, per_image, scores, summarise
+from seglib.metrics import confusion, image_dice, per_image, scores, summarise
+from seglib.transforms import resize_image
 
 
 @torch.no_grad()
@@ -59,3 +60,16 @@ def evaluate_split(model, prepared, items, mask_dir, gray_values, stats, spacing
         predictions[image], truths[image] = pred, truth
     return Evaluation(matrix, rows, predictions, truths, len(items) / seconds if seconds else float("nan"))
 
+
+def worst_and_best(evaluation, prepared, count):
+    """The `count` lowest- and highest-Dice images as (name, image01, truth, pred, dice, label) for plotting."""
+    dice = image_dice(evaluation.rows)
+    ranked = sorted(dice, key=lambda name: (dice[name], name))
+    chosen = [(n, "worst") for n in ranked[:count]] + [(n, "best") for n in ranked[::-1][:count]]
+    index = {str(name): i for i, name in enumerate(prepared["names"])}
+    entries = []
+    for name, label in chosen:
+        truth = evaluation.truths[name]
+        image = resize_image(prepared["images"][index[name]].astype(np.float32) / 255.0, truth.shape)
+        entries.append((name, image, truth, evaluation.predictions[name], dice[name], label))
+    return entries

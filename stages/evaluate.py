@@ -7,30 +7,13 @@ python -m stages.evaluate --prepared artifacts/prepared --masks data/masks --spl
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 from seglib import config
 from seglib.check import subject_of
 from seglib.errors import SegError, run_cli
-from seglib.evaluate import evaluate_split
-from seglib.metrics import image_dice
+from seglib.evaluate import evaluate_split, worst_and_best
 from seglib.io import read_json, read_npz, save_figure, write_csv, write_json
 from seglib.models import load_checkpoint, resolve_device
 from seglib.plots import best_worst_figure, confusion_records
-from seglib.transforms import resize_image
-
-
-def _best_worst(evaluation, prepared, count):
-    dice = image_dice(evaluation.rows)
-    ranked = sorted(dice, key=lambda name: (dice[name], name))
-    chosen = [(n, "worst") for n in ranked[:count]] + [(n, "best") for n in ranked[::-1][:count]]
-    index = {str(name): i for i, name in enumerate(prepared["names"])}
-    entries = []
-    for name, label in chosen:
-        truth = evaluation.truths[name]
-        image = resize_image(prepared["images"][index[name]].astype(np.float32) / 255.0, truth.shape)
-        entries.append((name, image, truth, evaluation.predictions[name], dice[name], label))
-    return entries
 
 
 def main(argv=None):
@@ -61,7 +44,7 @@ def main(argv=None):
         speed[name] = {"images_per_second": evaluation.images_per_second, "device": str(device)}
         write_json(Path(args.test_metrics) / f"{name}.json", results[name])
         write_csv(Path(args.plots) / f"{name}.csv", evaluation.rows)
-        save_figure(best_worst_figure(_best_worst(evaluation, prepared, eval_cfg.overlays),
+        save_figure(best_worst_figure(worst_and_best(evaluation, prepared, eval_cfg.overlays),
                                       f"{name}: worst and best test images"), Path(args.plots) / f"{name}_best_worst.png")
         print(f"{name}: test foreground Dice {results[name]['fg_dice']:.4f}, IoU {results[name]['fg_iou']:.4f}, "
               f"median HD95 {results[name]['per_image']['hd95']['median']:.2f}, "
