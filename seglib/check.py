@@ -54,8 +54,13 @@ def pair_files(image_dir, mask_dir, image_token, mask_token, errors):
     masks_by_stem = {}
     for path in list_images(mask_dir):
         masks_by_stem.setdefault(path.stem, []).append(path.name)
+    images = list_images(image_dir)
+    if image_token and images and not any(image_token in p.stem for p in images):
+        raise SegError(f"data.image_token: '{image_token}' appears in none of the {len(images)} image names "
+                       f"(e.g. {images[0].name}); set image_token and mask_token to the tokens your names use, "
+                       "or both to '' when masks have the same names as their images")
     pairs, used = [], set()
-    for path in list_images(image_dir):
+    for path in images:
         if image_token and image_token not in path.stem:
             errors.append(f"{path}: name does not contain data.image_token {image_token!r}; "
                           "rename it or change image_token/mask_token in params.yaml")

@@ -144,3 +144,9 @@ def test_unknown_model_name(project, tmp_path):
                         "--params", project / "params.yaml")
     assert_failed(result, "model: unknown model 'segformer'; choose one of ['deeplabv3', 'unet']",
                   outputs=[tmp_path / "o"])
+
+
+def test_token_that_no_name_contains(project):
+    assert_failed(split(project, data={"image_token": "Slice", "mask_token": "Labels_slice"}),
+                  "data.image_token: 'Slice' appears in none of the 12 image names (e.g. S0_0.png)",
+                  outputs=[project / "out"])
