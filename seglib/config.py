@@ -6,6 +6,7 @@ message names the key, the value and what to write instead.
 """
 import dataclasses
 import re
+import typing
 from pathlib import Path
 from typing import Optional
 
@@ -107,8 +108,11 @@ class ModelConfig:
     backbone: str = "mobilenet_v3_large"
     weights: Optional[str] = None
     input_scale: float = 1.0
+    precision: str = "fp32"
 
     def check(self, where):
+        if self.precision not in ("fp32", "bf16"):
+            raise SegError(f"{where}.precision: must be one of ['fp32', 'bf16'], got {self.precision!r}")
         if self.lr <= 0:
             raise SegError(f"{where}.lr: must be positive, got {self.lr}")
         if self.batch_size < 2:
@@ -145,11 +149,12 @@ SECTIONS = {"data": DataConfig, "preprocess": PreprocessConfig, "train": TrainCo
 
 
 def _coerce(value, annotation, where):
-    optional = annotation == Optional[annotation.__args__[0]] if hasattr(annotation, "__args__") else False
+    args = typing.get_args(annotation)
+    optional = typing.get_origin(annotation) is typing.Union and type(None) in args
     if optional:
         if value is None:
             return None
-        annotation = annotation.__args__[0]
+        annotation = next(a for a in args if a is not type(None))
     if annotation is bool:
         if isinstance(value, bool):
             return value

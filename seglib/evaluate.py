@@ -15,13 +15,13 @@ import torch.nn.functional as F
 from seglib.graymap import to_class_ids
 from seglib.io import read_mask
 from seglib.metrics import confusion, image_dice, per_image, scores, summarise
-from seglib.transforms import resize_image
+from seglib.transforms import normalise, resize_image
 
 
 @torch.no_grad()
 def predict_classes(model, image_uint8, stats, out_size, device):
     """Class ids at `out_size` (H, W) for one prepared uint8 image."""
-    x = torch.from_numpy(image_uint8).float().div(255.0).sub(stats["mean"]).div(stats["std"])
+    x = normalise(torch.from_numpy(image_uint8), stats["mean"], stats["std"])
     logits = model(x[None, None].to(device))
     logits = F.interpolate(logits, size=tuple(int(s) for s in out_size), mode="bilinear", align_corners=False)
     return logits.argmax(1)[0].cpu().numpy().astype(np.uint8)

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from seglib.errors import SegError
 from seglib.metrics import confusion, scores
 from seglib.models import build_model, count_parameters, resolve_device
+from seglib.transforms import normalise
 
 EPOCH_COLUMNS = ("loss", "accuracy", "iou", "dice", "precision", "recall", "f1")
 
@@ -33,8 +34,7 @@ class PreparedDataset(Dataset):
         return len(self.images)
 
     def __getitem__(self, i):
-        image = (self.images[i].float() / 255.0 - self.mean) / self.std
-        return image.unsqueeze(0), self.masks[i]
+        return normalise(self.images[i], self.mean, self.std).unsqueeze(0), self.masks[i]
 
 
 def cosine_factor(epoch, epochs, lrf):
@@ -86,21 +86,36 @@ def jitter_batch(images, masks, cfg, generator):
     return images, masks
 
 
+def autocast(device, precision):
+    """bf16 autocast (convolutions in bfloat16, losses and reductions in float32), or plain fp32.
+
+    On CPUs with AMX/AVX-512 bf16 and on recent GPUs this trains UNet about 3x
+    faster (bench/precision.py); the weights themselves stay float32.
+    """
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def to_device(images, masks, device):
+    # channels_last: oneDNN and cuDNN convolutions run faster in NHWC
+    return images.to(device, memory_format=torch.channels_last), masks.to(device)
+
+
 def _bar_postfix(loss, matrix):
     s = scores(matrix)
     return {"loss": f"{loss:.3f}", "iou": f"{s['fg_iou']:.3f}", "dice": f"{s['fg_dice']:.3f}"}
 
 
-def train_one_epoch(model, loader, optimizer, device, num_classes, cfg, generator, desc):
+def train_one_epoch(model, loader, optimizer, device, num_classes, cfg, precision, generator, desc):
     model.train()
     matrix, total, seen = np.zeros((num_classes, num_classes), np.int64), 0.0, 0
     bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)
     for images, masks in bar:
         images, masks = flip_batch(images, masks, cfg.hflip, cfg.vflip, generator)
         images, masks = jitter_batch(images, masks, cfg, generator)
-        images, masks = images.to(device), masks.to(device)
-        logits = model(images)
-        loss = segmentation_loss(logits, masks, cfg.loss)
+        images, masks = to_device(images, masks, device)
+        with autocast(device, precision):
+            logits = model(images)
+            loss = segmentation_loss(logits, masks, cfg.loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -111,14 +126,16 @@ def train_one_epoch(model, loader, optimizer, device, num_classes, cfg, generato
 
 
 @torch.no_grad()
-def evaluate(model, loader, device, num_classes, loss_kind, desc):
+def evaluate(model, loader, device, num_classes, loss_kind, precision, desc):
     model.eval()
     matrix, total, seen = np.zeros((num_classes, num_classes), np.int64), 0.0, 0
     bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)
     for images, masks in bar:
-        images, masks = images.to(device), masks.to(device)
-        logits = model(images)
-        total += segmentation_loss(logits, masks, loss_kind).item() * len(images)
+        images, masks = to_device(images, masks, device)
+        with autocast(device, precision):
+            logits = model(images)
+            loss = segmentation_loss(logits, masks, loss_kind)
+        total += loss.item() * len(images)
         seen += len(images)
         matrix += confusion(masks.cpu().numpy(), logits.argmax(1).cpu().numpy(), num_classes)
         bar.set_postfix(_bar_postfix(total / seen, matrix))
@@ -142,37 +159,44 @@ class FitResult:
     seconds_per_epoch: list
 
 
-def fit(train_arrays, val_arrays, model_cfg, train_cfg, num_classes, stats, name):
-    """Train `model_cfg` on the prepared arrays; keep the epoch with the best validation foreground Dice."""
+def make_loaders(train_arrays, val_arrays, model_cfg, train_cfg, stats, name):
+    """Shuffled training batches (seeded) and ordered validation batches."""
     if len(val_arrays["images"]) == 0:
         raise SegError("data.val_fraction: the validation split is empty, and the best epoch is chosen on it; "
                        "set val_fraction above 0")
     if len(train_arrays["images"]) < model_cfg.batch_size:
         raise SegError(f"models.{name}.batch_size: {model_cfg.batch_size} is larger than the "
                        f"{len(train_arrays['images'])} training images; lower it")
-    torch.manual_seed(train_cfg.seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    device = resolve_device(train_cfg.device)
-    model = build_model(model_cfg, num_classes, train_cfg.bn_momentum).to(device)
-    opt_class = torch.optim.AdamW if train_cfg.optimizer == "adamw" else torch.optim.Adam
-    optimizer = opt_class(model.parameters(), lr=model_cfg.lr, weight_decay=train_cfg.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda e: cosine_factor(e, train_cfg.epochs, train_cfg.lrf))
     shuffle_gen = torch.Generator().manual_seed(train_cfg.seed)
-    flip_gen = torch.Generator().manual_seed(train_cfg.seed + 1)
     # drop_last: a final batch of one image would crash DeepLabV3's batch norm after global pooling
     train_loader = DataLoader(PreparedDataset(train_arrays, **stats), batch_size=model_cfg.batch_size,
                               shuffle=True, drop_last=True, num_workers=train_cfg.workers, generator=shuffle_gen)
     val_loader = DataLoader(PreparedDataset(val_arrays, **stats), batch_size=model_cfg.batch_size,
                             num_workers=train_cfg.workers)
+    return train_loader, val_loader
+
+
+def fit(train_arrays, val_arrays, model_cfg, train_cfg, num_classes, stats, name):
+    """Train `model_cfg` on the prepared arrays; keep the epoch with the best validation foreground Dice."""
+    train_loader, val_loader = make_loaders(train_arrays, val_arrays, model_cfg, train_cfg, stats, name)
+    torch.manual_seed(train_cfg.seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    device = resolve_device(train_cfg.device)
+    model = build_model(model_cfg, num_classes, train_cfg.bn_momentum).to(device, memory_format=torch.channels_last)
+    opt_class = torch.optim.AdamW if train_cfg.optimizer == "adamw" else torch.optim.Adam
+    optimizer = opt_class(model.parameters(), lr=model_cfg.lr, weight_decay=train_cfg.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda e: cosine_factor(e, train_cfg.epochs, train_cfg.lrf))
+    flip_gen = torch.Generator().manual_seed(train_cfg.seed + 1)
     history, best, best_dice, best_state, seconds = [], None, -1.0, None, []
     for epoch in range(train_cfg.epochs):
         start, lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
         tag = f"{name} {epoch + 1}/{train_cfg.epochs}"
         train_loss, train_matrix = train_one_epoch(model, train_loader, optimizer, device, num_classes,
-                                                   train_cfg, flip_gen, f"train {tag}")
+                                                   train_cfg, model_cfg.precision, flip_gen, f"train {tag}")
         schedule.step()
-        val_loss, val_matrix = evaluate(model, val_loader, device, num_classes, train_cfg.loss, f"valid {tag}")
+        val_loss, val_matrix = evaluate(model, val_loader, device, num_classes, train_cfg.loss,
+                                       model_cfg.precision, f"valid {tag}")
         seconds.append(time.perf_counter() - start)
         row = {"epoch": epoch + 1, "lr": lr, **_epoch_row("train", train_loss, train_matrix),
                **_epoch_row("val", val_loss, val_matrix)}

@@ -1,5 +1,6 @@
-"""Intensity windowing and resizing, the same for training, evaluation and prediction."""
+"""Intensity windowing, resizing and normalisation, the same for training, evaluation and prediction."""
 import numpy as np
+import torch
 from PIL import Image
 
 from seglib.errors import SegError
@@ -44,3 +45,8 @@ def load_for_model(raw, bit_depth, pre_cfg, base_size, where):
     """A raw image -> the uint8 array the models see (windowed, resized to base_size)."""
     unit = resize_image(to_unit_range(raw, bit_depth, pre_cfg, where), base_size)
     return np.floor(np.clip(unit, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def normalise(images_uint8, mean, std):
+    """Prepared uint8 intensities (a tensor) -> float, standardised with the training split's mean and std."""
+    return (images_uint8.float() / 255.0 - mean) / std

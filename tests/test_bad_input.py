@@ -150,3 +150,15 @@ def test_token_that_no_name_contains(project):
     assert_failed(split(project, data={"image_token": "Slice", "mask_token": "Labels_slice"}),
                   "data.image_token: 'Slice' appears in none of the 12 image names (e.g. S0_0.png)",
                   outputs=[project / "out"])
+
+
+def test_unknown_precision_names_the_model_key(project):
+    assert split(project).returncode == 0 and preprocess(project).returncode == 0
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["models"]["unet"]["precision"] = "fp16"
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    result = run_module("stages.train", "--model", "unet", "--prepared", project / "prep/arrays",
+                        "--out", project / "models/unet", "--metrics", project / "o/unet.json",
+                        "--log", project / "o/unet.csv", "--params", project / "params.yaml")
+    assert_failed(result, "models.unet.precision: must be one of ['fp32', 'bf16'], got 'fp16'",
+                  outputs=[project / "models", project / "o"])

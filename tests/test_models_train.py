@@ -73,8 +73,8 @@ def _tiny_arrays(n, seed):
     return {"images": images, "masks": masks}
 
 
-def _fit(epochs=4, arch="unet"):
-    cfg = ModelConfig(arch=arch, width=8, batch_size=4, lr=3e-3)
+def _fit(epochs=4, arch="unet", precision="fp32"):
+    cfg = ModelConfig(arch=arch, width=8, batch_size=4, lr=3e-3, precision=precision)
     train_cfg = TrainConfig(epochs=epochs, device="cpu")
     return fit(_tiny_arrays(16, 0), _tiny_arrays(8, 1), cfg, train_cfg, 2, {"mean": 0.2, "std": 0.3}, "t")
 
@@ -86,6 +86,20 @@ def test_training_learns_and_is_deterministic():
     assert max(r["val_dice"] for r in first.history) > 0.5
     assert first.best_scores["fg_dice"] == max(r["val_dice"] for r in first.history)
     assert set(first.history[0]) >= {"epoch", "lr", "train_loss", "train_dice", "val_iou", "val_f1", "val_recall"}
+
+
+def test_bf16_autocast_trains_in_bfloat16_and_keeps_float32_weights():
+    seen = []
+    hook = torch.nn.modules.module.register_module_forward_hook(
+        lambda module, args, out: seen.append(out.dtype) if isinstance(module, torch.nn.Conv2d) else None)
+    try:
+        result = _fit(precision="bf16")
+    finally:
+        hook.remove()
+    assert set(seen) == {torch.bfloat16}
+    assert {p.dtype for p in result.model.parameters()} == {torch.float32}
+    assert max(r["val_dice"] for r in result.history) > 0.5
+    assert [r["val_dice"] for r in result.history] == [r["val_dice"] for r in _fit(precision="bf16").history]
 
 
 def test_deeplabv3_trains_one_epoch():

@@ -1,0 +1,60 @@
+"""Seconds per training step for each model, fp32 vs bf16 autocast, measured side by side in one run.
+
+    python -m bench.precision --size 224 --batch 8 --steps 5
+
+Each step is the training loop's own work (seglib.train: channels_last batch,
+autocast forward, CE + Dice loss, backward, AdamW step) on random data; the
+first step of each case is a warm-up and not timed. Ratios printed at the end
+are fp32 time / bf16 time, the figure to read on a noisy machine.
+"""
+import argparse
+import time
+
+import torch
+
+from seglib.config import ModelConfig, TrainConfig
+from seglib.models import build_model
+from seglib.train import autocast, segmentation_loss, to_device
+
+CASES = {"unet": ModelConfig(arch="unet", width=16),
+         "deeplabv3": ModelConfig(arch="deeplabv3", backbone="mobilenet_v3_large")}
+
+
+def seconds_per_step(model_cfg, precision, size, batch, steps, device):
+    torch.manual_seed(0)
+    cfg = TrainConfig()
+    model = build_model(model_cfg, 2, cfg.bn_momentum).to(device, memory_format=torch.channels_last).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    images, masks = to_device(torch.randn(batch, 1, size, size), torch.randint(0, 2, (batch, size, size)), device)
+    times = []
+    for _ in range(steps + 1):
+        start = time.perf_counter()
+        with autocast(device, precision):
+            loss = segmentation_loss(model(images), masks, cfg.loss)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return sum(times[1:]) / steps
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    print(f"{args.size} x {args.size}, batch {args.batch}, {args.steps} timed steps, {device}, "
+          f"{torch.get_num_threads()} threads")
+    for name, model_cfg in CASES.items():
+        fp32, bf16 = (seconds_per_step(model_cfg, p, args.size, args.batch, args.steps, device)
+                      for p in ("fp32", "bf16"))
+        print(f"{name:10s} fp32 {fp32:.3f} s/step  bf16 {bf16:.3f} s/step  speed-up {fp32 / bf16:.2f}x", flush=True)
+
+
+if __name__ == "__main__":
+    main()
