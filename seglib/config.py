@@ -109,8 +109,11 @@ class ModelConfig:
     weights: Optional[str] = None
     input_scale: float = 1.0
     precision: str = "fp32"
+    epochs: Optional[int] = None    # None: train.epochs
 
     def check(self, where):
+        if self.epochs is not None and self.epochs < 1:
+            raise SegError(f"{where}.epochs: must be at least 1 or null (= train.epochs), got {self.epochs}")
         if self.precision not in ("fp32", "bf16"):
             raise SegError(f"{where}.precision: must be one of ['fp32', 'bf16'], got {self.precision!r}")
         if self.lr <= 0:

@@ -182,16 +182,17 @@ def fit(train_arrays, val_arrays, model_cfg, train_cfg, num_classes, stats, name
     torch.manual_seed(train_cfg.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     device = resolve_device(train_cfg.device)
+    epochs = model_cfg.epochs or train_cfg.epochs
     model = build_model(model_cfg, num_classes, train_cfg.bn_momentum).to(device, memory_format=torch.channels_last)
     opt_class = torch.optim.AdamW if train_cfg.optimizer == "adamw" else torch.optim.Adam
     optimizer = opt_class(model.parameters(), lr=model_cfg.lr, weight_decay=train_cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda e: cosine_factor(e, train_cfg.epochs, train_cfg.lrf))
+        optimizer, lambda e: cosine_factor(e, epochs, train_cfg.lrf))
     flip_gen = torch.Generator().manual_seed(train_cfg.seed + 1)
     history, best, best_dice, best_state, seconds = [], None, -1.0, None, []
-    for epoch in range(train_cfg.epochs):
+    for epoch in range(epochs):
         start, lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
-        tag = f"{name} {epoch + 1}/{train_cfg.epochs}"
+        tag = f"{name} {epoch + 1}/{epochs}"
         train_loss, train_matrix = train_one_epoch(model, train_loader, optimizer, device, num_classes,
                                                    train_cfg, model_cfg.precision, flip_gen, f"train {tag}")
         schedule.step()
@@ -205,7 +206,7 @@ def fit(train_arrays, val_arrays, model_cfg, train_cfg, num_classes, stats, name
         if dice > best_dice:
             best, best_dice, best_state = epoch + 1, dice, copy.deepcopy(model.state_dict())
             best_scores = scores(val_matrix)
-        tqdm.write(f"[{name}] epoch {epoch + 1}/{train_cfg.epochs} lr {lr:.2e} | train loss {train_loss:.4f} "
+        tqdm.write(f"[{name}] epoch {epoch + 1}/{epochs} lr {lr:.2e} | train loss {train_loss:.4f} "
                    f"dice {row['train_dice']:.4f} | val loss {val_loss:.4f} iou {row['val_iou']:.4f} "
                    f"dice {row['val_dice']:.4f}{' *' if best == epoch + 1 else ''}")
     model.load_state_dict(best_state)

@@ -102,6 +102,14 @@ def test_bf16_autocast_trains_in_bfloat16_and_keeps_float32_weights():
     assert [r["val_dice"] for r in result.history] == [r["val_dice"] for r in _fit(precision="bf16").history]
 
 
+def test_model_epochs_override_train_epochs():
+    cfg = ModelConfig(arch="unet", width=4, batch_size=4, epochs=2)
+    result = fit(_tiny_arrays(8, 0), _tiny_arrays(4, 1), cfg, TrainConfig(epochs=5, device="cpu"), 2,
+                 {"mean": 0.2, "std": 0.3}, "t")
+    assert [r["epoch"] for r in result.history] == [1, 2]
+    assert result.history[1]["lr"] < result.history[0]["lr"]
+
+
 def test_deeplabv3_trains_one_epoch():
     result = _fit(epochs=1, arch="deeplabv3")
     assert result.best_epoch == 1 and result.parameters > 1_000_000
