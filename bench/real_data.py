@@ -59,6 +59,7 @@ def main(argv=None):
     root.mkdir(parents=True, exist_ok=True)
     scratch_project(root, args.images, args.masks, overrides)
     print("params overrides: " + (json.dumps(overrides) if overrides else "none"))
+    print(f"running dvc repro; follow it with: tail -f {root / 'repro.log'}", flush=True)
     start = time.perf_counter()
     dvc("repro", cwd=root, log=root / "repro.log")
     report(root, time.perf_counter() - start)

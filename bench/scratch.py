@@ -15,12 +15,21 @@ ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "
 
 
 def sh(*cmd, cwd, check=True, log=None):
-    """Run a command with the venv on PATH; raise with its output when it fails."""
-    result = subprocess.run([str(c) for c in cmd], cwd=cwd, env=ENV, capture_output=True, text=True)
-    if log is not None:
-        Path(log).open("a").write(result.stdout + result.stderr)
+    """Run a command with the venv on PATH; raise with its output when it fails.
+
+    With `log`, output goes to that file as it is written (follow a long run
+    with `tail -f`), and the failure message quotes the file's end.
+    """
+    cmd = [str(c) for c in cmd]
+    if log is None:
+        result = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True)
+        output = result.stdout[-3000:] + "\n" + result.stderr[-3000:]
+    else:
+        with Path(log).open("a") as stream:
+            result = subprocess.run(cmd, cwd=cwd, env=ENV, stdout=stream, stderr=subprocess.STDOUT, text=True)
+        output = Path(log).read_text()[-6000:]
     if check and result.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, cmd))} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{output}")
     return result
 
 

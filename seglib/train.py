@@ -89,7 +89,7 @@ def jitter_batch(images, masks, cfg, generator):
 def autocast(device, precision):
     """bf16 autocast (convolutions in bfloat16, losses and reductions in float32), or plain fp32.
 
-    On CPUs with AMX/AVX-512 bf16 and on recent GPUs this trains UNet about 3x
+    On CPUs with AMX/AVX-512 bf16 and on recent GPUs this trains UNet about 2x
     faster (bench/precision.py); the weights themselves stay float32.
     """
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
