@@ -4,8 +4,8 @@
 
 Each step is the training loop's own work (seglib.train: channels_last batch,
 autocast forward, CE + Dice loss, backward, AdamW step) on random data; the
-first step of each case is a warm-up and not timed. Ratios printed at the end
-are fp32 time / bf16 time, the figure to read on a noisy machine.
+first step of each case is a warm-up and not timed. Each line ends with the
+ratio fp32 time / bf16 time, the figure to read on a noisy machine.
 """
 import argparse
 import time
