@@ -14,7 +14,7 @@ import torch
 
 from seglib.config import ModelConfig, TrainConfig
 from seglib.models import build_model
-from seglib.train import autocast, segmentation_loss, to_device
+from seglib.train import to_device, train_step
 
 CASES = {"unet": ModelConfig(arch="unet", width=16),
          "deeplabv3": ModelConfig(arch="deeplabv3", backbone="mobilenet_v3_large")}
@@ -29,11 +29,7 @@ def seconds_per_step(model_cfg, precision, size, batch, steps, device):
     times = []
     for _ in range(steps + 1):
         start = time.perf_counter()
-        with autocast(device, precision):
-            loss = segmentation_loss(model(images), masks, cfg.loss)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(model, images, masks, optimizer, cfg.loss, precision)
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)

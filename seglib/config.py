@@ -98,6 +98,9 @@ class TrainConfig:
             raise SegError(f"{where}.workers: must be 0 or more, got {self.workers}")
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """One entry of `models:`. `arch` defaults to the entry's name."""
@@ -114,8 +117,8 @@ class ModelConfig:
     def check(self, where):
         if self.epochs is not None and self.epochs < 1:
             raise SegError(f"{where}.epochs: must be at least 1 or null (= train.epochs), got {self.epochs}")
-        if self.precision not in ("fp32", "bf16"):
-            raise SegError(f"{where}.precision: must be one of ['fp32', 'bf16'], got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise SegError(f"{where}.precision: must be one of {list(PRECISIONS)}, got {self.precision!r}")
         if self.lr <= 0:
             raise SegError(f"{where}.lr: must be positive, got {self.lr}")
         if self.batch_size < 2:

@@ -105,6 +105,17 @@ def _bar_postfix(loss, matrix):
     return {"loss": f"{loss:.3f}", "iou": f"{s['fg_iou']:.3f}", "dice": f"{s['fg_dice']:.3f}"}
 
 
+def train_step(model, images, masks, optimizer, loss_kind, precision):
+    """One optimisation step on a batch already on the device; returns (logits, loss)."""
+    with autocast(images.device, precision):
+        logits = model(images)
+        loss = segmentation_loss(logits, masks, loss_kind)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return logits, loss
+
+
 def train_one_epoch(model, loader, optimizer, device, num_classes, cfg, precision, generator, desc):
     model.train()
     matrix, total, seen = np.zeros((num_classes, num_classes), np.int64), 0.0, 0
@@ -113,12 +124,7 @@ def train_one_epoch(model, loader, optimizer, device, num_classes, cfg, precisio
         images, masks = flip_batch(images, masks, cfg.hflip, cfg.vflip, generator)
         images, masks = jitter_batch(images, masks, cfg, generator)
         images, masks = to_device(images, masks, device)
-        with autocast(device, precision):
-            logits = model(images)
-            loss = segmentation_loss(logits, masks, cfg.loss)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        logits, loss = train_step(model, images, masks, optimizer, cfg.loss, precision)
         total, seen = total + loss.item() * len(images), seen + len(images)
         matrix += confusion(masks.cpu().numpy(), logits.argmax(1).cpu().numpy(), num_classes)
         bar.set_postfix(_bar_postfix(total / seen, matrix))
