@@ -3,12 +3,15 @@
     python -m bench.real_data --images ../shared/datasets/myosegmentum-sagittal/images \\
         --masks ../shared/datasets/myosegmentum-sagittal/masks --set preprocess.base_size='[224, 224]'
 
---set takes params.yaml keys with YAML values (repeatable). The scratch project
+--set takes params.yaml keys with YAML values (repeatable); --exclude REGEX
+leaves out image and mask files whose names match (e.g. copies the dataset
+check reports). The scratch project
 is a real Git + DVC repository (kept with --workdir), so its dvc.lock,
 metrics and report can be inspected afterwards.
 """
 import argparse
 import json
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -52,13 +55,19 @@ def main(argv=None):
     parser.add_argument("--images", required=True)
     parser.add_argument("--masks", required=True)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--exclude", metavar="REGEX", help="leave out files whose names match (re.search)")
     parser.add_argument("--workdir", help="where to build the scratch project (default: a new temp folder)")
     args = parser.parse_args(argv)
     overrides = parse_overrides(args.set)
     root = Path(args.workdir or tempfile.mkdtemp(prefix="spine-bench-"))
     root.mkdir(parents=True, exist_ok=True)
-    scratch_project(root, args.images, args.masks, overrides)
-    print("params overrides: " + (json.dumps(overrides) if overrides else "none"))
+    files = None
+    if args.exclude:
+        files = {part: {p.name for p in Path(folder).iterdir() if not re.search(args.exclude, p.name)}
+                 for part, folder in (("images", args.images), ("masks", args.masks))}
+    scratch_project(root, args.images, args.masks, overrides, files=files)
+    print("params overrides: " + (json.dumps(overrides) if overrides else "none")
+          + (f"; excluded: files matching {args.exclude!r}" if args.exclude else ""))
     print(f"running dvc repro; follow it with: tail -f {root / 'repro.log'}", flush=True)
     start = time.perf_counter()
     dvc("repro", cwd=root, log=root / "repro.log")

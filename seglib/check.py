@@ -5,8 +5,9 @@ so a user with 400 slices learns about all 7 broken masks in one run.
 Errors stop the run; warnings are printed and kept in the report.
 """
 import dataclasses
+import hashlib
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,8 @@ RESAMPLED_LEVELS = 6  # more distinct gray values than this in one mask suggests
 @dataclasses.dataclass
 class DatasetReport:
     pairs: list            # [(image name, mask name)], sorted by image name
-    groups: dict           # image name -> subject key
+    subjects: dict         # image name -> subject key (data.group_regex)
+    groups: dict           # image name -> split unit: its subject, or subjects joined by '+' that share an image
     gray_counts: dict      # gray value -> pixel count over all masks
     empty_masks: list      # image names whose mask is all background (lowest gray value)
     warnings: list
@@ -31,7 +33,8 @@ class DatasetReport:
         total = sum(self.gray_counts.values()) or 1
         return {
             "images": len(self.pairs),
-            "subjects": len(set(self.groups.values())),
+            "subjects": len(set(self.subjects.values())),
+            "split_units": len(set(self.groups.values())),
             "gray_values": sorted(self.gray_counts),
             "pixel_fraction": {str(g): c / total for g, c in sorted(self.gray_counts.items())},
             "empty_masks": len(self.empty_masks),
@@ -91,11 +94,23 @@ def subject_of(name, group_regex):
     return match.group(1) if match.groups() else match.group(0)
 
 
+def pixel_digest(pixels):
+    """A digest of an image's decoded pixels, or None for a blank (constant) image.
+
+    Decoded pixels, not file bytes: the same slice saved twice by different
+    tools is still the same slice. Blank slices are alike by nature, not copies.
+    """
+    if pixels.size == 0 or pixels.min() == pixels.max():
+        return None
+    return hashlib.blake2b(np.ascontiguousarray(pixels).tobytes() + str(pixels.shape).encode(),
+                           digest_size=16).hexdigest()
+
+
 def _check_pair(image_dir, mask_dir, image, mask, gray_values, errors, warnings):
-    """Gray-value counts of one pair's mask, or None when the pair is broken."""
+    """(gray-value counts of the mask, pixel digest of the image), or None when the pair is broken."""
     image_path, mask_path = Path(image_dir) / image, Path(mask_dir) / mask
     try:
-        shape = read_image(image_path)[0].shape  # a full decode: headers alone miss truncated files
+        pixels = read_image(image_path)[0]  # a full decode: headers alone miss truncated files
     except UnreadableFile as exc:
         errors.append(f"{image_path}: {exc}; replace or remove the file")
         return None
@@ -104,6 +119,7 @@ def _check_pair(image_dir, mask_dir, image, mask, gray_values, errors, warnings)
     except UnreadableFile as exc:
         errors.append(f"{mask_path}: {exc}")
         return None
+    shape = pixels.shape
     if values.shape != shape:
         errors.append(f"{mask_path}: size {values.shape[1]}x{values.shape[0]} differs from its image "
                       f"{image} ({shape[1]}x{shape[0]}); masks must match their image pixel for pixel")
@@ -118,7 +134,50 @@ def _check_pair(image_dir, mask_dir, image, mask, gray_values, errors, warnings)
     if len(grays) > RESAMPLED_LEVELS:
         warnings.append(f"{mask_path}: {len(grays)} gray levels; a mask resized with bilinear "
                         "interpolation looks like this: resize masks with nearest neighbour")
-    return dict(zip(grays.tolist(), counts.tolist()))
+    return dict(zip(grays.tolist(), counts.tolist())), pixel_digest(pixels)
+
+
+def split_units(subjects, digests, warnings):
+    """image -> split unit: subjects that hold an identical image are merged into one unit.
+
+    One scan stored under two subject ids (it happens in public datasets) would
+    otherwise land in train and test, and the model would be scored on images
+    it trained on. Each merge and each repeated slice is reported as a warning.
+    """
+    parent = {s: s for s in subjects.values()}
+
+    def root(s):
+        while parent[s] != s:
+            s = parent[s]
+        return s
+
+    copies = defaultdict(list)
+    for image, digest in sorted(digests.items()):
+        if digest is not None:
+            copies[digest].append(image)
+    copies = [images for images in copies.values() if len(images) > 1]
+    for images in copies:
+        for other in images[1:]:
+            a, b = sorted((root(subjects[images[0]]), root(subjects[other])))
+            parent[b] = a
+    members = defaultdict(set)
+    for s in parent:
+        members[root(s)].add(s)
+    unit = {s: "+".join(sorted(members[root(s)])) for s in parent}
+    for key in sorted(set(unit.values())):
+        merged = [images for images in copies if unit[subjects[images[0]]] == key]
+        if not merged:
+            continue
+        example = " = ".join(merged[0])
+        if "+" in key:
+            warnings.append(f"{' and '.join(key.split('+'))}: {len(merged)} identical "
+                            f"image(s) (e.g. {example}), one scan under several ids? They are kept in one part "
+                            "of the split, so no scan is both trained on and scored; remove the copies to count "
+                            "the scan once")
+        else:
+            warnings.append(f"{key}: {len(merged)} image(s) stored more than once (e.g. {example}); "
+                            "a repeated slice weighs twice in training and scoring")
+    return {image: unit[s] for image, s in subjects.items()}
 
 
 def check_dataset(image_dir, mask_dir, data_cfg):
@@ -128,7 +187,7 @@ def check_dataset(image_dir, mask_dir, data_cfg):
     if not pairs and not errors:
         raise SegError(f"{image_dir}: no images found (looked for .png .jpg .jpeg .tif .tiff .bmp); "
                        "put the slices there")
-    groups, gray_counts, empty, kept = {}, Counter(), [], []
+    subjects, digests, gray_counts, empty, kept = {}, {}, Counter(), [], []
     if pairs and all(subject_of(image, data_cfg.group_regex) is None for image, _ in pairs):
         raise SegError(f"data.group_regex: '{data_cfg.group_regex}' matches none of the {len(pairs)} image names "
                        f"(e.g. {pairs[0][0]}); write a regex whose first group is the subject id, or set it to ''")
@@ -138,15 +197,17 @@ def check_dataset(image_dir, mask_dir, data_cfg):
             errors.append(f"{Path(image_dir) / image}: data.group_regex '{data_cfg.group_regex}' does not match "
                           "this name; fix the regex (it must match every image name) or set it to ''")
             continue
-        counts = _check_pair(image_dir, mask_dir, image, mask, data_cfg.gray_values, errors, warnings)
-        if counts is None:
+        checked = _check_pair(image_dir, mask_dir, image, mask, data_cfg.gray_values, errors, warnings)
+        if checked is None:
             continue
-        groups[image] = group
+        counts, digests[image] = checked
+        subjects[image] = group
         gray_counts.update(counts)
         kept.append((image, mask))
         if len(counts) == 1:
             empty.append(image)
-    report = DatasetReport(kept, groups, dict(gray_counts), empty, warnings, errors)
+    groups = split_units(subjects, digests, warnings)
+    report = DatasetReport(kept, subjects, groups, dict(gray_counts), empty, warnings, errors)
     levels = len(gray_counts) if data_cfg.gray_values is None else 0
     if levels > data_cfg.max_classes:
         errors.append(f"{mask_dir}: masks hold {levels} distinct gray values, more than data.max_classes "

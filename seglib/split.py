@@ -7,9 +7,9 @@ PARTS = ("train", "val", "test")
 
 
 def split_by_subject(pairs, groups, val_fraction, test_fraction, seed):
-    """{part: sorted [(image, mask)]}; all slices of one subject land in one part.
+    """{part: sorted [(image, mask)]}; all slices of one group (subject or merged copies) land in one part.
 
-    Subjects are sorted before the seeded shuffle, so the result depends only
+    Groups are sorted before the seeded shuffle, so the result depends only
     on the file names, the fractions and the seed.
     """
     subjects = sorted(set(groups[image] for image, _ in pairs))

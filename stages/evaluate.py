@@ -8,7 +8,6 @@ import argparse
 from pathlib import Path
 
 from seglib import config
-from seglib.check import subject_of
 from seglib.errors import SegError, run_cli
 from seglib.evaluate import evaluate_split, worst_and_best
 from seglib.io import read_json, read_npz, save_figure, write_csv, write_json
@@ -25,13 +24,13 @@ def main(argv=None):
     params = config.load_params(args.params)
     headline, names = config.headline_model(params), list(config.models(params))
     eval_cfg, device = config.section(params, "evaluate"), resolve_device(config.section(params, "train").device)
-    items = read_json(args.split)["test"]
+    split = read_json(args.split)
+    items = split["test"]
     if not items:
         raise SegError("data.test_fraction: the test split is empty; set test_fraction above 0")
     prepared = read_npz(Path(args.prepared) / "test.npz")
     spacing = eval_cfg.pixel_spacing or (1.0, 1.0)
-    group_regex = config.section(params, "data").group_regex
-    subjects = {image: subject_of(image, group_regex) for image, _ in items}
+    subjects = {image: split["units"][image] for image, _ in items}
     evaluations, metas = {}, {}
     for name in names:  # score everything before writing anything: a failure leaves no partial outputs
         model, metas[name] = load_checkpoint(Path(args.models) / name / "model.pt", device)

@@ -1,4 +1,4 @@
-"""split: check the dataset, pair images with masks, and split by subject.
+"""split: check the dataset, pair images with masks, and split by subject (copies kept together).
 
 python -m stages.split --images data/images --masks data/masks --split artifacts/split.json --report reports/dataset_check.json
 """
@@ -20,11 +20,12 @@ def main(argv=None):
     data_cfg = config.section(config.load_params(args.params), "data")
     report = check_dataset(args.images, args.masks, data_cfg)
     parts = split_by_subject(report.pairs, report.groups, data_cfg.val_fraction, data_cfg.test_fraction, data_cfg.seed)
-    counts = {p: {"images": len(parts[p]), "subjects": len({report.groups[i] for i, _ in parts[p]})} for p in PARTS}
+    counts = {p: {"images": len(parts[p]), "subjects": len({report.subjects[i] for i, _ in parts[p]})} for p in PARTS}
     for warning in report.warnings:
         print(f"warning: {warning}")
     write_json(args.report, {**report.summary(), "split": counts})
-    write_json(args.split, parts)
+    # the split units travel with the split: evaluation resamples by the same units
+    write_json(args.split, {**parts, "units": report.groups})
     print("split: " + ", ".join(f"{p} {c['images']} images / {c['subjects']} subjects" for p, c in counts.items()))
 
 

@@ -18,8 +18,8 @@ def write_pair(root, stem, image, mask, image_suffix=".png", mask_stem=None):
     Image.fromarray(mask).save(root / "masks" / f"{mask_stem or stem}.png")
 
 
-def square_pair(size=32, value=255, offset=8):
-    image = np.full((size, size), 40, np.uint8)
+def square_pair(size=32, value=255, offset=8, background=40):
+    image = np.full((size, size), background, np.uint8)
     mask = np.zeros((size, size), np.uint8)
     image[offset:offset + 12, offset:offset + 12] = 200
     mask[offset:offset + 12, offset:offset + 12] = value
@@ -28,11 +28,11 @@ def square_pair(size=32, value=255, offset=8):
 
 @pytest.fixture
 def square_dataset(tmp_path):
-    """Six subjects x two slices of bright squares, masks with identical names."""
+    """Six subjects x two slices of bright squares, masks with identical names; no two images alike."""
     root = tmp_path / "data"
     for subject in range(6):
         for k in range(2):
-            write_pair(root, f"S{subject}_{k}", *square_pair(offset=4 + subject + k))
+            write_pair(root, f"S{subject}_{k}", *square_pair(offset=4 + subject + k, background=40 + subject))
     return root
 
 

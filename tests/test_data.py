@@ -119,3 +119,32 @@ def test_repository_params_parse():
         config.section(params, name)
     assert set(config.models(params)) == {"unet", "deeplabv3"}
     assert config.headline_model(params) in config.models(params)
+
+
+def test_subjects_sharing_an_image_are_one_split_unit(square_dataset):
+    """A scan stored under two subject ids must never straddle train and test."""
+    images = square_dataset / "images"
+    (images / "S4_1.png").write_bytes((images / "S1_0.png").read_bytes())
+    Image.fromarray(np.full((32, 32), 9, np.uint8)).save(images / "S2_0.png")  # blank slices are alike, not copies
+    Image.fromarray(np.full((32, 32), 9, np.uint8)).save(images / "S3_0.png")
+    cfg = DataConfig(group_regex=r"^(S\d+)_")
+    report = check_dataset(images, square_dataset / "masks", cfg)
+    assert report.groups["S1_0.png"] == report.groups["S4_0.png"] == "S1+S4"
+    assert report.groups["S2_0.png"] == "S2" and report.groups["S3_0.png"] == "S3"
+    assert report.summary()["subjects"] == 6 and report.summary()["split_units"] == 5
+    assert report.warnings == ["S1 and S4: 1 identical image(s) (e.g. S1_0.png = S4_1.png), one scan under "
+                               "several ids? They are kept in one part of the split, so no scan is both trained "
+                               "on and scored; remove the copies to count the scan once"]
+    for seed in range(20):
+        parts = split_by_subject(report.pairs, report.groups, 0.2, 0.2, seed)
+        together = {p for p, items in parts.items() for image, _ in items if image[:2] in ("S1", "S4")}
+        assert len(together) == 1
+
+
+def test_a_slice_stored_twice_in_one_subject_is_a_warning(square_dataset):
+    images = square_dataset / "images"
+    (images / "S0_1.png").write_bytes((images / "S0_0.png").read_bytes())
+    report = check_dataset(images, square_dataset / "masks", DataConfig(group_regex=r"^(S\d+)_"))
+    assert report.groups["S0_0.png"] == "S0" and report.summary()["split_units"] == 6
+    assert report.warnings == ["S0: 1 image(s) stored more than once (e.g. S0_0.png = S0_1.png); "
+                               "a repeated slice weighs twice in training and scoring"]

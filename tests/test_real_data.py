@@ -3,12 +3,16 @@
 Skips cleanly where ../shared is absent. The full-size runs behind the README's
 real-data table are made with `python -m bench.real_data` (see README).
 """
+import csv
 import json
 
 import pytest
 
 from bench.scratch import dvc, scratch_project
 from conftest import SHARED
+from seglib.check import check_dataset
+from seglib.config import DataConfig
+from seglib.split import split_by_subject
 
 DATASETS = SHARED / "datasets"
 TINY = {"preprocess.base_size": [64, 64], "train.epochs": 1, "train.device": "cpu",
@@ -54,3 +58,22 @@ def test_real_mri_through_the_whole_pipeline(case, tmp_path):
         assert sum(part["subjects"] for part in check["split"].values()) == 6  # no subject in two parts
     else:
         assert check["empty_masks"] == 3  # slices 00, 05 and 10 have no spine in view
+    units = json.loads((root / "artifacts/split.json").read_text())["units"]
+    with open(root / "plots/eval/unet.csv", newline="") as f:
+        assert all(row["subject"] == units[row["image"]] for row in csv.DictReader(f))  # statistics use split units
+
+
+@pytest.mark.skipif(not DATASETS.is_dir(), reason="../shared/datasets is absent")
+def test_copied_subjects_in_myosegmentum_never_straddle_the_split():
+    """MyoSegmenTUM as redistributed holds four subjects twice under a second id (checked by md5)."""
+    root = DATASETS / "myosegmentum-sagittal"
+    cfg = DataConfig(image_token="Slice", mask_token="Labels_slice", group_regex=r"^(Case\d+)_")
+    report = check_dataset(root / "images", root / "masks", cfg)
+    copies = {"Case18+Case19", "Case32+Case33", "Case51+Case53", "Case52+Case54"}
+    assert copies <= set(report.groups.values())
+    assert report.summary()["subjects"] == 54 and report.summary()["split_units"] == 50
+    assert sum("identical image(s)" in w for w in report.warnings) == 4
+    for seed in range(10):
+        parts = split_by_subject(report.pairs, report.groups, 0.15, 0.15, seed)
+        part_of = {report.subjects[image]: part for part, items in parts.items() for image, _ in items}
+        assert all(len({part_of[s] for s in unit.split("+")}) == 1 for unit in copies)
