@@ -23,7 +23,7 @@ RESAMPLED_LEVELS = 6  # more distinct gray values than this in one mask suggests
 class DatasetReport:
     pairs: list            # [(image name, mask name)], sorted by image name
     subjects: dict         # image name -> subject key (data.group_regex)
-    groups: dict           # image name -> split unit: its subject, or subjects joined by '+' that share an image
+    units: dict            # image name -> split unit: its subject, or subjects joined by '+' that share an image
     gray_counts: dict      # gray value -> pixel count over all masks
     empty_masks: list      # image names whose mask is all background (lowest gray value)
     warnings: list
@@ -34,7 +34,7 @@ class DatasetReport:
         return {
             "images": len(self.pairs),
             "subjects": len(set(self.subjects.values())),
-            "split_units": len(set(self.groups.values())),
+            "split_units": len(set(self.units.values())),
             "gray_values": sorted(self.gray_counts),
             "pixel_fraction": {str(g): c / total for g, c in sorted(self.gray_counts.items())},
             "empty_masks": len(self.empty_masks),
@@ -206,8 +206,8 @@ def check_dataset(image_dir, mask_dir, data_cfg):
         kept.append((image, mask))
         if len(counts) == 1:
             empty.append(image)
-    groups = split_units(subjects, digests, warnings)
-    report = DatasetReport(kept, subjects, groups, dict(gray_counts), empty, warnings, errors)
+    report = DatasetReport(kept, subjects, split_units(subjects, digests, warnings), dict(gray_counts), empty,
+                           warnings, errors)
     levels = len(gray_counts) if data_cfg.gray_values is None else 0
     if levels > data_cfg.max_classes:
         errors.append(f"{mask_dir}: masks hold {levels} distinct gray values, more than data.max_classes "

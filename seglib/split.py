@@ -6,13 +6,15 @@ from seglib.errors import SegError
 PARTS = ("train", "val", "test")
 
 
-def split_by_subject(pairs, groups, val_fraction, test_fraction, seed):
-    """{part: sorted [(image, mask)]}; all slices of one group (subject or merged copies) land in one part.
+def split_by_subject(pairs, units, val_fraction, test_fraction, seed):
+    """{part: sorted [(image, mask)]}; all slices of one split unit land in one part.
 
-    Groups are sorted before the seeded shuffle, so the result depends only
+    A unit is a subject, or subjects that share copied images (seglib.check.split_units).
+
+    Units are sorted before the seeded shuffle, so the result depends only
     on the file names, the fractions and the seed.
     """
-    subjects = sorted(set(groups[image] for image, _ in pairs))
+    subjects = sorted(set(units[image] for image, _ in pairs))
     n = len(subjects)
     n_test = int(round(test_fraction * n)) if test_fraction > 0 else 0
     n_val = int(round(val_fraction * n)) if val_fraction > 0 else 0
@@ -26,5 +28,5 @@ def split_by_subject(pairs, groups, val_fraction, test_fraction, seed):
     part_of.update({s: "val" for s in shuffled[n_test:n_test + n_val]})
     split = {part: [] for part in PARTS}
     for image, mask in pairs:
-        split[part_of.get(groups[image], "train")].append([image, mask])
+        split[part_of.get(units[image], "train")].append([image, mask])
     return {part: sorted(items) for part, items in split.items()}

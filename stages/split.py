@@ -19,13 +19,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     data_cfg = config.section(config.load_params(args.params), "data")
     report = check_dataset(args.images, args.masks, data_cfg)
-    parts = split_by_subject(report.pairs, report.groups, data_cfg.val_fraction, data_cfg.test_fraction, data_cfg.seed)
+    parts = split_by_subject(report.pairs, report.units, data_cfg.val_fraction, data_cfg.test_fraction, data_cfg.seed)
     counts = {p: {"images": len(parts[p]), "subjects": len({report.subjects[i] for i, _ in parts[p]})} for p in PARTS}
     for warning in report.warnings:
         print(f"warning: {warning}")
     write_json(args.report, {**report.summary(), "split": counts})
     # the split units travel with the split: evaluation resamples by the same units
-    write_json(args.split, {**parts, "units": report.groups})
+    write_json(args.split, {**parts, "units": report.units})
     print("split: " + ", ".join(f"{p} {c['images']} images / {c['subjects']} subjects" for p, c in counts.items()))
 
 

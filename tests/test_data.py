@@ -45,15 +45,15 @@ def test_every_unpaired_file_is_reported_at_once(square_dataset):
 def test_split_is_grouped_seeded_and_independent_of_listing_order(square_dataset):
     cfg = DataConfig(group_regex=r"^(S\d+)_", val_fraction=0.2, test_fraction=0.2, seed=3)
     report = check_dataset(square_dataset / "images", square_dataset / "masks", cfg)
-    parts = split_by_subject(report.pairs, report.groups, 0.2, 0.2, 3)
+    parts = split_by_subject(report.pairs, report.units, 0.2, 0.2, 3)
     shuffled = list(reversed(report.pairs))
-    assert split_by_subject(shuffled, report.groups, 0.2, 0.2, 3) == parts
-    subjects = {p: {report.groups[i] for i, _ in parts[p]} for p in parts}
+    assert split_by_subject(shuffled, report.units, 0.2, 0.2, 3) == parts
+    subjects = {p: {report.units[i] for i, _ in parts[p]} for p in parts}
     assert not (subjects["train"] & subjects["val"]) and not (subjects["train"] & subjects["test"])
     assert not (subjects["val"] & subjects["test"])
     assert sum(len(v) for v in parts.values()) == 12
     assert all(items == sorted(items) for items in parts.values())
-    assert split_by_subject(report.pairs, report.groups, 0.2, 0.2, 4) != parts
+    assert split_by_subject(report.pairs, report.units, 0.2, 0.2, 4) != parts
 
 
 def test_regex_that_matches_nothing_names_the_setting(square_dataset):
@@ -129,14 +129,14 @@ def test_subjects_sharing_an_image_are_one_split_unit(square_dataset):
     Image.fromarray(np.full((32, 32), 9, np.uint8)).save(images / "S3_0.png")
     cfg = DataConfig(group_regex=r"^(S\d+)_")
     report = check_dataset(images, square_dataset / "masks", cfg)
-    assert report.groups["S1_0.png"] == report.groups["S4_0.png"] == "S1+S4"
-    assert report.groups["S2_0.png"] == "S2" and report.groups["S3_0.png"] == "S3"
+    assert report.units["S1_0.png"] == report.units["S4_0.png"] == "S1+S4"
+    assert report.units["S2_0.png"] == "S2" and report.units["S3_0.png"] == "S3"
     assert report.summary()["subjects"] == 6 and report.summary()["split_units"] == 5
     assert report.warnings == ["S1 and S4: 1 identical image(s) (e.g. S1_0.png = S4_1.png), one scan under "
                                "several ids? They are kept in one part of the split, so no scan is both trained "
                                "on and scored; remove the copies to count the scan once"]
     for seed in range(20):
-        parts = split_by_subject(report.pairs, report.groups, 0.2, 0.2, seed)
+        parts = split_by_subject(report.pairs, report.units, 0.2, 0.2, seed)
         together = {p for p, items in parts.items() for image, _ in items if image[:2] in ("S1", "S4")}
         assert len(together) == 1
 
@@ -145,6 +145,6 @@ def test_a_slice_stored_twice_in_one_subject_is_a_warning(square_dataset):
     images = square_dataset / "images"
     (images / "S0_1.png").write_bytes((images / "S0_0.png").read_bytes())
     report = check_dataset(images, square_dataset / "masks", DataConfig(group_regex=r"^(S\d+)_"))
-    assert report.groups["S0_0.png"] == "S0" and report.summary()["split_units"] == 6
+    assert report.units["S0_0.png"] == "S0" and report.summary()["split_units"] == 6
     assert report.warnings == ["S0: 1 image(s) stored more than once (e.g. S0_0.png = S0_1.png); "
                                "a repeated slice weighs twice in training and scoring"]

@@ -70,10 +70,10 @@ def test_copied_subjects_in_myosegmentum_never_straddle_the_split():
     cfg = DataConfig(image_token="Slice", mask_token="Labels_slice", group_regex=r"^(Case\d+)_")
     report = check_dataset(root / "images", root / "masks", cfg)
     copies = {"Case18+Case19", "Case32+Case33", "Case51+Case53", "Case52+Case54"}
-    assert copies <= set(report.groups.values())
+    assert copies <= set(report.units.values())
     assert report.summary()["subjects"] == 54 and report.summary()["split_units"] == 50
     assert sum("identical image(s)" in w for w in report.warnings) == 4
     for seed in range(10):
-        parts = split_by_subject(report.pairs, report.groups, 0.15, 0.15, seed)
+        parts = split_by_subject(report.pairs, report.units, 0.15, 0.15, seed)
         part_of = {report.subjects[image]: part for part, items in parts.items() for image, _ in items}
         assert all(len({part_of[s] for s in unit.split("+")}) == 1 for unit in copies)
