@@ -164,18 +164,18 @@ def split_units(subjects, digests, warnings):
     for s in parent:
         members[root(s)].add(s)
     unit = {s: "+".join(sorted(members[root(s)])) for s in parent}
-    for key in sorted(set(unit.values())):
-        merged = [images for images in copies if unit[subjects[images[0]]] == key]
-        if not merged:
-            continue
+    copies_by_root = defaultdict(list)
+    for images in copies:
+        copies_by_root[root(subjects[images[0]])].append(images)
+    for r, merged in sorted(copies_by_root.items()):
         example = " = ".join(merged[0])
-        if "+" in key:
-            warnings.append(f"{' and '.join(key.split('+'))}: {len(merged)} identical "
+        if len(members[r]) > 1:
+            warnings.append(f"{' and '.join(sorted(members[r]))}: {len(merged)} identical "
                             f"image(s) (e.g. {example}), one scan under several ids? They are kept in one part "
                             "of the split, so no scan is both trained on and scored; remove the copies to count "
                             "the scan once")
         else:
-            warnings.append(f"{key}: {len(merged)} image(s) stored more than once (e.g. {example}); "
+            warnings.append(f"{r}: {len(merged)} image(s) stored more than once (e.g. {example}); "
                             "a repeated slice weighs twice in training and scoring")
     return {image: unit[s] for image, s in subjects.items()}
 
