@@ -79,7 +79,6 @@ class TrainConfig:
     optimizer: str = "adamw"
     weight_decay: float = 1.0e-4
     bn_momentum: float = 0.1
-    ema_decay: float = 0.0
 
     def check(self, where):
         choices = {"loss": ("ce", "ce_dice"), "optimizer": ("adam", "adamw")}
@@ -95,8 +94,6 @@ class TrainConfig:
         for key in ("hflip", "vflip", "lrf", "bn_momentum", "intensity_jitter", "scale_jitter"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise SegError(f"{where}.{key}: must be in [0, 1], got {getattr(self, key)}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise SegError(f"{where}.ema_decay: must be in [0, 1) (0 = no weight average), got {self.ema_decay}")
         if self.workers < 0:
             raise SegError(f"{where}.workers: must be 0 or more, got {self.workers}")
 

@@ -11,7 +11,6 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
@@ -117,19 +116,7 @@ def train_step(model, images, masks, optimizer, loss_kind, precision):
     return logits, loss
 
 
-def weight_average(model, decay):
-    """An exponential moving average of the weights and batch-norm statistics, or None for decay 0.
-
-    From scratch on a few hundred slices the validation Dice of the raw weights
-    swings from epoch to epoch; the average is smoother, and the best epoch is
-    chosen on it rather than on one lucky step.
-    """
-    if decay == 0:
-        return None
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
-
-
-def train_one_epoch(model, loader, optimizer, device, num_classes, cfg, precision, generator, desc, average=None):
+def train_one_epoch(model, loader, optimizer, device, num_classes, cfg, precision, generator, desc):
     model.train()
     matrix, total, seen = np.zeros((num_classes, num_classes), np.int64), 0.0, 0
     bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)
@@ -138,8 +125,6 @@ def train_one_epoch(model, loader, optimizer, device, num_classes, cfg, precisio
         images, masks = jitter_batch(images, masks, cfg, generator)
         images, masks = to_device(images, masks, device)
         logits, loss = train_step(model, images, masks, optimizer, cfg.loss, precision)
-        if average is not None:
-            average.update_parameters(model)
         total, seen = total + loss.item() * len(images), seen + len(images)
         matrix += confusion(masks.cpu().numpy(), logits.argmax(1).cpu().numpy(), num_classes)
         bar.set_postfix(_bar_postfix(total / seen, matrix))
@@ -198,10 +183,7 @@ def make_loaders(train_arrays, val_arrays, model_cfg, train_cfg, stats, name):
 
 
 def fit(train_arrays, val_arrays, model_cfg, train_cfg, num_classes, stats, name):
-    """Train `model_cfg` on the prepared arrays; keep the epoch with the best validation foreground Dice.
-
-    With train.ema_decay > 0 the weight average is what is validated and kept.
-    """
+    """Train `model_cfg` on the prepared arrays; keep the epoch with the best validation foreground Dice."""
     train_loader, val_loader = make_loaders(train_arrays, val_arrays, model_cfg, train_cfg, stats, name)
     torch.manual_seed(train_cfg.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -212,17 +194,15 @@ def fit(train_arrays, val_arrays, model_cfg, train_cfg, num_classes, stats, name
     optimizer = opt_class(model.parameters(), lr=model_cfg.lr, weight_decay=train_cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda e: cosine_factor(e, epochs, train_cfg.lrf))
-    average = weight_average(model, train_cfg.ema_decay)
-    scored = model if average is None else average.module
     flip_gen = torch.Generator().manual_seed(train_cfg.seed + 1)
     history, best, best_dice, best_state, seconds = [], None, -1.0, None, []
     for epoch in range(epochs):
         start, lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
         tag = f"{name} {epoch + 1}/{epochs}"
         train_loss, train_matrix = train_one_epoch(model, train_loader, optimizer, device, num_classes,
-                                                   train_cfg, model_cfg.precision, flip_gen, f"train {tag}", average)
+                                                   train_cfg, model_cfg.precision, flip_gen, f"train {tag}")
         schedule.step()
-        val_loss, val_matrix = evaluate(scored, val_loader, device, num_classes, train_cfg.loss,
+        val_loss, val_matrix = evaluate(model, val_loader, device, num_classes, train_cfg.loss,
                                        model_cfg.precision, f"valid {tag}")
         seconds.append(time.perf_counter() - start)
         row = {"epoch": epoch + 1, "lr": lr, **_epoch_row("train", train_loss, train_matrix),
@@ -230,7 +210,7 @@ def fit(train_arrays, val_arrays, model_cfg, train_cfg, num_classes, stats, name
         history.append(row)
         dice = row["val_dice"] if not math.isnan(row["val_dice"]) else -1.0
         if dice > best_dice:
-            best, best_dice, best_state = epoch + 1, dice, copy.deepcopy(scored.state_dict())
+            best, best_dice, best_state = epoch + 1, dice, copy.deepcopy(model.state_dict())
             best_scores = scores(val_matrix)
         tqdm.write(f"[{name}] epoch {epoch + 1}/{epochs} lr {lr:.2e} | train loss {train_loss:.4f} "
                    f"dice {row['train_dice']:.4f} | val loss {val_loss:.4f} iou {row['val_iou']:.4f} "

@@ -7,10 +7,8 @@ import torch
 
 from seglib.config import ModelConfig, TrainConfig
 from seglib.errors import SegError
-from seglib.metrics import scores
 from seglib.models import build_model, load_checkpoint, save_checkpoint
-from seglib.train import (cosine_factor, evaluate, fit, flip_batch, jitter_batch, make_loaders, train_one_epoch,
-                          weight_average)
+from seglib.train import cosine_factor, fit, flip_batch, jitter_batch
 
 
 @pytest.mark.parametrize("cfg", [ModelConfig(arch="unet", width=4), ModelConfig(arch="deeplabv3"),
@@ -75,9 +73,9 @@ def _tiny_arrays(n, seed):
     return {"images": images, "masks": masks}
 
 
-def _fit(epochs=4, arch="unet", precision="fp32", ema_decay=0.0):
+def _fit(epochs=4, arch="unet", precision="fp32"):
     cfg = ModelConfig(arch=arch, width=8, batch_size=4, lr=3e-3, precision=precision)
-    train_cfg = TrainConfig(epochs=epochs, device="cpu", ema_decay=ema_decay)
+    train_cfg = TrainConfig(epochs=epochs, device="cpu")
     return fit(_tiny_arrays(16, 0), _tiny_arrays(8, 1), cfg, train_cfg, 2, {"mean": 0.2, "std": 0.3}, "t")
 
 
@@ -102,41 +100,6 @@ def test_bf16_autocast_trains_in_bfloat16_and_keeps_float32_weights():
     assert {p.dtype for p in result.model.parameters()} == {torch.float32}
     assert max(r["val_dice"] for r in result.history) > 0.5
     assert [r["val_dice"] for r in result.history] == [r["val_dice"] for r in _fit(precision="bf16").history]
-
-
-def test_weight_average_is_the_exponential_average_of_every_step():
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(arch="unet", width=4), 2, bn_momentum=0.1)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    snapshots = []  # weights and batch-norm statistics after each optimiser step
-    optimizer.register_step_post_hook(lambda *_: snapshots.append(
-        {k: v.detach().clone() for k, v in model.state_dict().items()}))
-    arrays = _tiny_arrays(12, 0)
-    batches = [(torch.from_numpy(arrays["images"][i:i + 4]).float()[:, None] / 255,
-                torch.from_numpy(arrays["masks"][i:i + 4]).long()) for i in (0, 4, 8)]
-    average, decay = weight_average(model, 0.9), 0.9
-    train_one_epoch(model, batches, optimizer, torch.device("cpu"), 2, TrainConfig(hflip=0.0), "fp32",
-                    torch.Generator().manual_seed(0), "t", average)
-    assert len(snapshots) == 3
-    for key, value in average.module.state_dict().items():
-        if value.is_floating_point():
-            # the first step is copied, each later one mixed in with weight 1 - decay
-            expected = (snapshots[0][key] * decay + snapshots[1][key] * (1 - decay)) * decay + snapshots[2][key] * (1 - decay)
-            torch.testing.assert_close(value, expected, msg=key)
-    assert weight_average(model, 0.0) is None
-    with pytest.raises(SegError, match=r"train.ema_decay: must be in \[0, 1\) \(0 = no weight average\), got 1.0"):
-        TrainConfig(ema_decay=1.0).check("train")
-
-
-def test_with_a_weight_average_the_kept_model_is_the_one_validated():
-    plain, averaged = _fit(), _fit(ema_decay=0.8)
-    assert [r["train_loss"] for r in plain.history] == [r["train_loss"] for r in averaged.history]
-    assert [r["val_dice"] for r in plain.history] != [r["val_dice"] for r in averaged.history]
-    assert [r["val_dice"] for r in averaged.history] == [r["val_dice"] for r in _fit(ema_decay=0.8).history]
-    _, val_loader = make_loaders(_tiny_arrays(16, 0), _tiny_arrays(8, 1), ModelConfig(batch_size=4),
-                                 TrainConfig(), {"mean": 0.2, "std": 0.3}, "t")
-    _, matrix = evaluate(averaged.model, val_loader, torch.device("cpu"), 2, "ce_dice", "fp32", "v")
-    assert scores(matrix)["fg_dice"] == averaged.best_scores["fg_dice"]
 
 
 def test_model_epochs_override_train_epochs():
