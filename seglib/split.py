@@ -14,8 +14,8 @@ def split_by_subject(pairs, units, val_fraction, test_fraction, seed):
     Units are sorted before the seeded shuffle, so the result depends only
     on the file names, the fractions and the seed.
     """
-    subjects = sorted(set(units[image] for image, _ in pairs))
-    n = len(subjects)
+    keys = sorted(set(units[image] for image, _ in pairs))
+    n = len(keys)
     n_test = int(round(test_fraction * n)) if test_fraction > 0 else 0
     n_val = int(round(val_fraction * n)) if val_fraction > 0 else 0
     n_test, n_val = max(n_test, 1 if test_fraction > 0 else 0), max(n_val, 1 if val_fraction > 0 else 0)
@@ -23,7 +23,7 @@ def split_by_subject(pairs, units, val_fraction, test_fraction, seed):
         raise SegError(f"data: {n} subject(s) cannot fill train, val and test; add data, lower "
                        "val_fraction/test_fraction, or set group_regex: '' to split by slice")
     order = np.random.Generator(np.random.PCG64(seed)).permutation(n)
-    shuffled = [subjects[i] for i in order]
+    shuffled = [keys[i] for i in order]
     part_of = {s: "test" for s in shuffled[:n_test]}
     part_of.update({s: "val" for s in shuffled[n_test:n_test + n_val]})
     split = {part: [] for part in PARTS}
