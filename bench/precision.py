@@ -1,5 +1,8 @@
 """Seconds per training step for each model, fp32 vs bf16 autocast, measured side by side in one run.
 
+UNet appears twice, with batch norm and with instance norm (models.unet.norm),
+so the cost of instance norm is read off the same run.
+
     python -m bench.precision --size 224 --batch 8 --steps 5
 
 Each step is the training loop's own work (seglib.train: channels_last batch,
@@ -17,6 +20,7 @@ from seglib.models import build_model
 from seglib.train import to_device, train_step
 
 CASES = {"unet": ModelConfig(arch="unet", width=16),
+         "unet-instance": ModelConfig(arch="unet", width=16, norm="instance"),
          "deeplabv3": ModelConfig(arch="deeplabv3", backbone="mobilenet_v3_large")}
 
 
@@ -49,7 +53,7 @@ def main():
     for name, model_cfg in CASES.items():
         fp32, bf16 = (seconds_per_step(model_cfg, p, args.size, args.batch, args.steps, device)
                       for p in ("fp32", "bf16"))
-        print(f"{name:10s} fp32 {fp32:.3f} s/step  bf16 {bf16:.3f} s/step  speed-up {fp32 / bf16:.2f}x", flush=True)
+        print(f"{name:14s} fp32 {fp32:.3f} s/step  bf16 {bf16:.3f} s/step  speed-up {fp32 / bf16:.2f}x", flush=True)
 
 
 if __name__ == "__main__":

@@ -99,6 +99,7 @@ class TrainConfig:
 
 
 PRECISIONS = ("fp32", "bf16")
+NORMS = ("batch", "instance")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,6 +109,7 @@ class ModelConfig:
     lr: float = 1.0e-3
     batch_size: int = 8
     width: int = 16
+    norm: str = "batch"             # UNet only: batch | instance
     backbone: str = "mobilenet_v3_large"
     weights: Optional[str] = None
     input_scale: float = 1.0
@@ -127,6 +129,8 @@ class ModelConfig:
             raise SegError(f"{where}.input_scale: must be in [0.25, 4], got {self.input_scale}")
         if self.width < 4:
             raise SegError(f"{where}.width: must be at least 4, got {self.width}")
+        if self.norm not in NORMS:
+            raise SegError(f"{where}.norm: must be one of {list(NORMS)}, got {self.norm!r}")
 
 
 @dataclasses.dataclass(frozen=True)

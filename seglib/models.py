@@ -21,21 +21,27 @@ BACKBONES = {
 }
 
 
-class DoubleConv(nn.Sequential):
-    """(conv 3x3 -> BN -> ReLU) x 2"""
+# Instance norm (nnU-Net's choice) normalises each image's features on its own:
+# no batch statistics, so train and eval mode compute the same thing.
+NORM_LAYERS = {"batch": nn.BatchNorm2d, "instance": lambda c: nn.InstanceNorm2d(c, affine=True)}
 
-    def __init__(self, c_in, c_out):
+
+class DoubleConv(nn.Sequential):
+    """(conv 3x3 -> norm -> ReLU) x 2"""
+
+    def __init__(self, c_in, c_out, norm="batch"):
+        layer = NORM_LAYERS[norm]
         super().__init__(
-            nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
-            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+            nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), layer(c_out), nn.ReLU(inplace=True),
+            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), layer(c_out), nn.ReLU(inplace=True))
 
 
 class Up(nn.Module):
     """Bilinear upsample x2 -> concatenate the skip -> DoubleConv"""
 
-    def __init__(self, c_in, c_skip, c_out):
+    def __init__(self, c_in, c_skip, c_out, norm="batch"):
         super().__init__()
-        self.conv = DoubleConv(c_in + c_skip, c_out)
+        self.conv = DoubleConv(c_in + c_skip, c_out, norm)
 
     def forward(self, x, skip):
         x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
@@ -45,11 +51,12 @@ class Up(nn.Module):
 class UNet(nn.Module):
     """Four 2x poolings; channels width, 2w, 4w, 8w, 16w at the bottom. Any input size works."""
 
-    def __init__(self, in_channels, num_classes, width=16):
+    def __init__(self, in_channels, num_classes, width=16, norm="batch"):
         super().__init__()
         w = [width * 2 ** i for i in range(5)]
-        self.down = nn.ModuleList([DoubleConv(in_channels, w[0])] + [DoubleConv(w[i], w[i + 1]) for i in range(4)])
-        self.up = nn.ModuleList([Up(w[i + 1], w[i], w[i]) for i in reversed(range(4))])
+        self.down = nn.ModuleList([DoubleConv(in_channels, w[0], norm)] +
+                                  [DoubleConv(w[i], w[i + 1], norm) for i in range(4)])
+        self.up = nn.ModuleList([Up(w[i + 1], w[i], w[i], norm) for i in reversed(range(4))])
         self.head = nn.Conv2d(w[0], num_classes, 1)
 
     def forward(self, x):
@@ -95,7 +102,7 @@ class ScaledInput(nn.Module):
 
 
 def _build_unet(cfg, num_classes):
-    return UNet(1, num_classes, cfg.width)
+    return UNet(1, num_classes, cfg.width, cfg.norm)
 
 
 def _build_deeplabv3(cfg, num_classes):

@@ -152,13 +152,16 @@ def test_token_that_no_name_contains(project):
                   outputs=[project / "out"])
 
 
-def test_unknown_precision_names_the_model_key(project):
+@pytest.mark.parametrize("key, value, message", [
+    ("precision", "fp16", "models.unet.precision: must be one of ['fp32', 'bf16'], got 'fp16'"),
+    ("norm", "group", "models.unet.norm: must be one of ['batch', 'instance'], got 'group'"),
+])
+def test_unknown_model_setting_names_the_model_key(project, key, value, message):
     assert split(project).returncode == 0 and preprocess(project).returncode == 0
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["models"]["unet"]["precision"] = "fp16"
+    params["models"]["unet"][key] = value
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     result = run_module("stages.train", "--model", "unet", "--prepared", project / "prep/arrays",
                         "--out", project / "models/unet", "--metrics", project / "o/unet.json",
                         "--log", project / "o/unet.csv", "--params", project / "params.yaml")
-    assert_failed(result, "models.unet.precision: must be one of ['fp32', 'bf16'], got 'fp16'",
-                  outputs=[project / "models", project / "o"])
+    assert_failed(result, message, outputs=[project / "models", project / "o"])

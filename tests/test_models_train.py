@@ -11,7 +11,8 @@ from seglib.models import build_model, load_checkpoint, save_checkpoint
 from seglib.train import cosine_factor, fit, flip_batch, jitter_batch
 
 
-@pytest.mark.parametrize("cfg", [ModelConfig(arch="unet", width=4), ModelConfig(arch="deeplabv3"),
+@pytest.mark.parametrize("cfg", [ModelConfig(arch="unet", width=4), ModelConfig(arch="unet", width=4, norm="instance"),
+                                 ModelConfig(arch="deeplabv3"),
                                  ModelConfig(arch="deeplabv3", input_scale=1.5)])
 @pytest.mark.parametrize("size", [(64, 64), (48, 80), (50, 70)])
 def test_models_return_logits_at_input_size(cfg, size):
@@ -31,6 +32,19 @@ def test_bn_momentum_is_applied_everywhere():
     model = build_model(ModelConfig(arch="deeplabv3"), 2, bn_momentum=0.1)
     momenta = {m.momentum for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
     assert momenta == {0.1}
+
+
+def test_instance_norm_unet_scores_each_image_on_its_own():
+    """With instance norm an image's logits do not depend on its batch mates, in train or eval mode."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch="unet", width=4, norm="instance"), 2)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    x = torch.randn(4, 1, 32, 32)
+    for mode in (model.train, model.eval):
+        mode()
+        alone = model(x[:1])
+        assert torch.allclose(model(x)[:1], alone, atol=1e-5)
+        assert torch.allclose(model(torch.cat([x[:1], 10 * x[1:]]))[:1], alone, atol=1e-5)
 
 
 def test_cosine_schedule_matches_the_original_formula():
@@ -122,8 +136,9 @@ def test_batch_larger_than_training_set_is_a_clear_error():
             {"mean": 0.0, "std": 1.0}, "t")
 
 
-def test_checkpoint_round_trip_and_mismatch(tmp_path):
-    cfg = ModelConfig(arch="unet", width=4)
+@pytest.mark.parametrize("norm", ["batch", "instance"])
+def test_checkpoint_round_trip_and_mismatch(tmp_path, norm):
+    cfg = ModelConfig(arch="unet", width=4, norm=norm)
     model = build_model(cfg, 3)
     save_checkpoint(tmp_path / "m.pt", model, cfg, 3, {"gray_values": [0, 1, 2]})
     loaded, meta = load_checkpoint(tmp_path / "m.pt")
