@@ -7,7 +7,10 @@ For each split of the project's prepared arrays (artifacts/prepared/<split>.npz)
 it prints pooled foreground Dice, precision and recall for plain prediction,
 for the softmax averaged with the horizontally flipped image's (hflip) and
 with both flips (hvflip), and, for two-class models, for foreground
-thresholds other than 0.5; then the mean slice Dice per subject. Scores are
+thresholds other than 0.5; then whole-object errors (predicted foreground
+components that barely touch the truth, true components barely found: a
+wrong vertebra, not a wrong boundary) and the mean slice Dice per subject.
+Scores are
 at the prepared size (preprocess.base_size), so they equal metrics/test only
 for images stored at that size; --every N scores every Nth slice (for the
 large training split). The README's real-data findings on thresholds, flips
@@ -26,6 +29,28 @@ from seglib.models import load_checkpoint
 from seglib.transforms import normalise
 
 THRESHOLDS = (0.3, 0.4, 0.6, 0.7)
+OFF_TARGET = 0.1   # a component is a whole-object error when under this fraction of it overlaps the other mask
+
+
+def components(masks):
+    """8-connected component labels of boolean (N, H, W) masks (0 = background; labels unique over
+    the batch), by max-label propagation: each pass spreads a component's largest label one pixel."""
+    inside = torch.from_numpy(masks)[:, None].double()   # float64: exact labels beyond 2**24 pixels
+    labels = torch.arange(1, masks.size + 1, dtype=torch.float64).reshape(inside.shape) * inside
+    while True:
+        spread = torch.nn.functional.max_pool2d(labels, 3, 1, 1) * inside
+        if torch.equal(spread, labels):
+            return labels[:, 0].long().numpy()
+        labels = spread
+
+
+def off_target(mask, other):
+    """(count, pixels) of the components of (N, H, W) `mask` that overlap `other` in under OFF_TARGET of their pixels."""
+    labels = components(mask)
+    sizes = np.bincount(labels.ravel())
+    shared = np.bincount(labels[other], minlength=len(sizes))
+    off = (np.arange(len(sizes)) > 0) & (sizes > 0) & (shared < OFF_TARGET * sizes)
+    return int(off.sum()), int(sizes[off].sum())
 
 
 @torch.no_grad()
@@ -39,10 +64,12 @@ def probabilities(model, image, stats):
 
 
 def probe_split(model, stats, arrays, units, every):
-    """Confusion matrix per prediction variant, and per-subject slice Dice of the plain prediction."""
+    """Confusion matrix per prediction variant; whole-object errors (counts and pixels of the
+    foreground, any class > 0) and per-subject slice Dice of the plain prediction."""
     num_classes = None
     matrices = collections.defaultdict(int)
     subject_dice = collections.defaultdict(list)
+    found, true = [], []
     for name, image, truth in list(zip(arrays["names"], arrays["images"], arrays["masks"]))[::every]:
         probs = probabilities(model, image, stats)
         num_classes = probs["plain"].shape[0]
@@ -51,10 +78,16 @@ def probe_split(model, stats, arrays, units, every):
             variants.update({f"fg > {t}": (probs["plain"][1] > t).numpy().astype(np.int64) for t in THRESHOLDS})
         for key, pred in variants.items():
             matrices[key] = matrices[key] + confusion(truth, pred, num_classes)
+        found.append(variants["plain"] > 0)
+        true.append(truth > 0)
         dice = scores(confusion(truth, variants["plain"], num_classes))["fg_dice"]
         if not np.isnan(dice):
             subject_dice[units[str(name)]].append(dice)
-    return matrices, subject_dice
+    found, true = np.stack(found), np.stack(true)
+    objects = {"tp": int((found & true).sum()), "fp": int((found & ~true).sum()), "fn": int((~found & true).sum())}
+    for kind, (count, pixels) in (("extra", off_target(found, true)), ("missed", off_target(true, found))):
+        objects.update({f"{kind} objects": count, f"{kind} pixels": pixels})
+    return matrices, objects, subject_dice
 
 
 def main(argv=None):
@@ -72,11 +105,16 @@ def main(argv=None):
     print(f"{args.model} in {root}; every {args.every} slice(s); pooled pixels at the prepared size")
     for split in args.splits:
         arrays = np.load(root / "artifacts/prepared" / f"{split}.npz")
-        matrices, subject_dice = probe_split(model, stats, arrays, units, args.every)
+        matrices, objects, subject_dice = probe_split(model, stats, arrays, units, args.every)
         for key, matrix in matrices.items():
             s = scores(matrix)
             print(f"{split:6s}{key:10s} fg Dice {s['fg_dice']:.4f}  precision {s['fg_precision']:.3f}  "
                   f"recall {s['fg_recall']:.3f}")
+        tp, fp, fn = objects["tp"], objects["fp"], objects["fn"]
+        print(f"{split:6s}whole-object errors: {objects['extra objects']} extra components "
+              f"({objects['extra pixels']} of {fp} false-positive px), {objects['missed objects']} missed "
+              f"({objects['missed pixels']} of {fn} missed px); foreground Dice {2 * tp / (2 * tp + fp + fn):.4f}, "
+              f"{2 * tp / (2 * tp + fp - objects['extra pixels'] + fn):.4f} without the extra components")
         print(f"{split:6s}mean slice Dice per subject: "
               + ", ".join(f"{k} {np.mean(v):.3f}" for k, v in sorted(subject_dice.items())), flush=True)
 

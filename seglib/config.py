@@ -110,6 +110,7 @@ class ModelConfig:
     batch_size: int = 8
     width: int = 16
     norm: str = "batch"             # UNet only: batch | instance
+    depth: int = 4                  # UNet only: number of 2x poolings
     backbone: str = "mobilenet_v3_large"
     weights: Optional[str] = None
     input_scale: float = 1.0
@@ -129,6 +130,8 @@ class ModelConfig:
             raise SegError(f"{where}.input_scale: must be in [0.25, 4], got {self.input_scale}")
         if self.width < 4:
             raise SegError(f"{where}.width: must be at least 4, got {self.width}")
+        if not 1 <= self.depth <= 6:
+            raise SegError(f"{where}.depth: must be 1 to 6 (2x poolings), got {self.depth}")
         if self.norm not in NORMS:
             raise SegError(f"{where}.norm: must be one of {list(NORMS)}, got {self.norm!r}")
 

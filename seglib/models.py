@@ -49,14 +49,14 @@ class Up(nn.Module):
 
 
 class UNet(nn.Module):
-    """Four 2x poolings; channels width, 2w, 4w, 8w, 16w at the bottom. Any input size works."""
+    """`depth` 2x poolings; channels width, 2w, ... doubling down to width * 2**depth at the bottom. Any input size works."""
 
-    def __init__(self, in_channels, num_classes, width=16, norm="batch"):
+    def __init__(self, in_channels, num_classes, width=16, norm="batch", depth=4):
         super().__init__()
-        w = [width * 2 ** i for i in range(5)]
+        w = [width * 2 ** i for i in range(depth + 1)]
         self.down = nn.ModuleList([DoubleConv(in_channels, w[0], norm)] +
-                                  [DoubleConv(w[i], w[i + 1], norm) for i in range(4)])
-        self.up = nn.ModuleList([Up(w[i + 1], w[i], w[i], norm) for i in reversed(range(4))])
+                                  [DoubleConv(w[i], w[i + 1], norm) for i in range(depth)])
+        self.up = nn.ModuleList([Up(w[i + 1], w[i], w[i], norm) for i in reversed(range(depth))])
         self.head = nn.Conv2d(w[0], num_classes, 1)
 
     def forward(self, x):
@@ -102,7 +102,7 @@ class ScaledInput(nn.Module):
 
 
 def _build_unet(cfg, num_classes):
-    return UNet(1, num_classes, cfg.width, cfg.norm)
+    return UNet(1, num_classes, cfg.width, cfg.norm, cfg.depth)
 
 
 def _build_deeplabv3(cfg, num_classes):

@@ -155,8 +155,10 @@ def test_token_that_no_name_contains(project):
 @pytest.mark.parametrize("key, value, message", [
     ("precision", "fp16", "models.unet.precision: must be one of ['fp32', 'bf16'], got 'fp16'"),
     ("norm", "group", "models.unet.norm: must be one of ['batch', 'instance'], got 'group'"),
+    ("depth", 0, "models.unet.depth: must be 1 to 6 (2x poolings), got 0"),
+    ("depth", 5, "models.unet.depth: 5 poolings need inputs of at least 64 px, but the model sees 32 px"),
 ])
-def test_unknown_model_setting_names_the_model_key(project, key, value, message):
+def test_wrong_model_setting_names_the_model_key(project, key, value, message):
     assert split(project).returncode == 0 and preprocess(project).returncode == 0
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["models"]["unet"][key] = value

@@ -12,6 +12,7 @@ from seglib.train import cosine_factor, fit, flip_batch, jitter_batch
 
 
 @pytest.mark.parametrize("cfg", [ModelConfig(arch="unet", width=4), ModelConfig(arch="unet", width=4, norm="instance"),
+                                 ModelConfig(arch="unet", width=4, depth=2), ModelConfig(arch="unet", width=4, depth=5),
                                  ModelConfig(arch="deeplabv3"),
                                  ModelConfig(arch="deeplabv3", input_scale=1.5)])
 @pytest.mark.parametrize("size", [(64, 64), (48, 80), (50, 70)])
@@ -136,9 +137,9 @@ def test_batch_larger_than_training_set_is_a_clear_error():
             {"mean": 0.0, "std": 1.0}, "t")
 
 
-@pytest.mark.parametrize("norm", ["batch", "instance"])
-def test_checkpoint_round_trip_and_mismatch(tmp_path, norm):
-    cfg = ModelConfig(arch="unet", width=4, norm=norm)
+@pytest.mark.parametrize("unet", [{}, {"norm": "instance"}, {"depth": 3}])
+def test_checkpoint_round_trip_and_mismatch(tmp_path, unet):
+    cfg = ModelConfig(arch="unet", width=4, **unet)
     model = build_model(cfg, 3)
     save_checkpoint(tmp_path / "m.pt", model, cfg, 3, {"gray_values": [0, 1, 2]})
     loaded, meta = load_checkpoint(tmp_path / "m.pt")
