@@ -10,10 +10,9 @@ with both flips (hvflip), and, for two-class models, for foreground
 thresholds other than 0.5; then whole-object errors (predicted foreground
 components that barely touch the truth, true components barely found: a
 wrong vertebra, not a wrong boundary) and the mean slice Dice per subject.
-Scores are
-at the prepared size (preprocess.base_size), so they equal metrics/test only
-for images stored at that size; --every N scores every Nth slice (for the
-large training split). The README's real-data findings on thresholds, flips
+Scores are at the prepared size (preprocess.base_size), so they equal
+metrics/test only for images stored at that size; --every N scores every Nth
+slice (for the large training split). The README's real-data findings on thresholds, flips
 and training-set fit come from this script.
 """
 import argparse
@@ -66,7 +65,6 @@ def probabilities(model, image, stats):
 def probe_split(model, stats, arrays, units, every):
     """Confusion matrix per prediction variant; whole-object errors (counts and pixels of the
     foreground, any class > 0) and per-subject slice Dice of the plain prediction."""
-    num_classes = None
     matrices = collections.defaultdict(int)
     subject_dice = collections.defaultdict(list)
     found, true = [], []
@@ -98,7 +96,6 @@ def main(argv=None):
     parser.add_argument("--every", type=int, default=1, help="score every Nth slice")
     args = parser.parse_args(argv)
     root = Path(args.project)
-    torch.manual_seed(0)
     model, meta = load_checkpoint(root / "models" / args.model / "model.pt")
     stats = {"mean": meta["mean"], "std": meta["std"]}
     units = json.loads((root / "artifacts/split.json").read_text())["units"]
