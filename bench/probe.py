@@ -74,11 +74,12 @@ def probe_split(model, stats, arrays, units, every):
         variants = {k: p.argmax(0).numpy() for k, p in probs.items()}
         if num_classes == 2:
             variants.update({f"fg > {t}": (probs["plain"][1] > t).numpy().astype(np.int64) for t in THRESHOLDS})
-        for key, pred in variants.items():
-            matrices[key] = matrices[key] + confusion(truth, pred, num_classes)
+        per_variant = {key: confusion(truth, pred, num_classes) for key, pred in variants.items()}
+        for key, matrix in per_variant.items():
+            matrices[key] = matrices[key] + matrix
         found.append(variants["plain"] > 0)
         true.append(truth > 0)
-        dice = scores(confusion(truth, variants["plain"], num_classes))["fg_dice"]
+        dice = scores(per_variant["plain"])["fg_dice"]
         if not np.isnan(dice):
             subject_dice[units[str(name)]].append(dice)
     found, true = np.stack(found), np.stack(true)

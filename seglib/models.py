@@ -29,7 +29,7 @@ NORM_LAYERS = {"batch": nn.BatchNorm2d, "instance": lambda c: nn.InstanceNorm2d(
 class DoubleConv(nn.Sequential):
     """(conv 3x3 -> norm -> ReLU) x 2"""
 
-    def __init__(self, c_in, c_out, norm="batch"):
+    def __init__(self, c_in, c_out, norm):
         layer = NORM_LAYERS[norm]
         super().__init__(
             nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), layer(c_out), nn.ReLU(inplace=True),
@@ -39,7 +39,7 @@ class DoubleConv(nn.Sequential):
 class Up(nn.Module):
     """Bilinear upsample x2 -> concatenate the skip -> DoubleConv"""
 
-    def __init__(self, c_in, c_skip, c_out, norm="batch"):
+    def __init__(self, c_in, c_skip, c_out, norm):
         super().__init__()
         self.conv = DoubleConv(c_in + c_skip, c_out, norm)
 
@@ -99,6 +99,12 @@ class ScaledInput(nn.Module):
         size = x.shape[-2:]
         logits = self.net(F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False))
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+
+def min_input_side(cfg):
+    """Smallest input side (px, after input_scale) a model trains on: UNet's deepest level must keep
+    2 x 2 pixels (instance norm needs more than one); DeepLabV3 has no such limit."""
+    return 2 ** (cfg.depth + 1) if cfg.arch == "unet" else 1
 
 
 def _build_unet(cfg, num_classes):

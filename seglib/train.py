@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from seglib.errors import SegError
 from seglib.metrics import confusion, scores
-from seglib.models import build_model, count_parameters, resolve_device
+from seglib.models import build_model, count_parameters, min_input_side, resolve_device
 from seglib.transforms import normalise
 
 EPOCH_COLUMNS = ("loss", "accuracy", "iou", "dice", "precision", "recall", "f1")
@@ -173,11 +173,10 @@ def make_loaders(train_arrays, val_arrays, model_cfg, train_cfg, stats, name):
     if len(train_arrays["images"]) < model_cfg.batch_size:
         raise SegError(f"models.{name}.batch_size: {model_cfg.batch_size} is larger than the "
                        f"{len(train_arrays['images'])} training images; lower it")
-    side = min(train_arrays["images"].shape[1:]) * model_cfg.input_scale
-    if model_cfg.arch == "unet" and side < 2 ** (model_cfg.depth + 1):
-        # the deepest level must keep at least 2 x 2 pixels (instance norm needs more than one)
+    side, need = min(train_arrays["images"].shape[1:]) * model_cfg.input_scale, min_input_side(model_cfg)
+    if side < need:
         raise SegError(f"models.{name}.depth: {model_cfg.depth} poolings need inputs of at least "
-                       f"{2 ** (model_cfg.depth + 1)} px, but the model sees {side:g} px "
+                       f"{need} px, but the model sees {side:g} px "
                        "(preprocess.base_size x input_scale); lower depth or raise base_size")
     shuffle_gen = torch.Generator().manual_seed(train_cfg.seed)
     # drop_last: a final batch of one image would crash DeepLabV3's batch norm after global pooling
