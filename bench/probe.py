@@ -12,17 +12,17 @@ components that barely touch the truth, true components barely found: a
 wrong vertebra, not a wrong boundary) and the mean slice Dice per subject.
 Scores are at the prepared size (preprocess.base_size), so they equal
 metrics/test only for images stored at that size; --every N scores every Nth
-slice (for the large training split). The README's real-data findings on thresholds, flips
-and training-set fit come from this script.
+slice (for the large training split). The README's real-data findings on
+thresholds, flips and training-set fit come from this script.
 """
 import argparse
 import collections
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from seglib.io import read_json, read_npz
 from seglib.metrics import confusion, scores
 from seglib.models import load_checkpoint
 from seglib.transforms import normalise
@@ -99,10 +99,10 @@ def main(argv=None):
     root = Path(args.project)
     model, meta = load_checkpoint(root / "models" / args.model / "model.pt")
     stats = {"mean": meta["mean"], "std": meta["std"]}
-    units = json.loads((root / "artifacts/split.json").read_text())["units"]
+    units = read_json(root / "artifacts/split.json")["units"]
     print(f"{args.model} in {root}; every {args.every} slice(s); pooled pixels at the prepared size")
     for split in args.splits:
-        arrays = np.load(root / "artifacts/prepared" / f"{split}.npz")
+        arrays = read_npz(root / "artifacts/prepared" / f"{split}.npz")
         matrices, objects, subject_dice = probe_split(model, stats, arrays, units, args.every)
         for key, matrix in matrices.items():
             s = scores(matrix)
