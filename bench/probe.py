@@ -53,23 +53,23 @@ def off_target(mask, other):
 
 
 @torch.no_grad()
-def probabilities(model, image, stats):
+def probabilities(model, image, meta):
     """Softmax (C, H, W) of the plain image and of its flips, each flipped back."""
-    x = normalise(torch.from_numpy(image), stats["mean"], stats["std"])[None, None]
+    x = normalise(torch.from_numpy(image), meta.mean, meta.std)[None, None]
     plain = model(x).softmax(1)[0]
     hflip = model(x.flip(3)).softmax(1)[0].flip(2)
     vflip = model(x.flip(2)).softmax(1)[0].flip(1)
     return {"plain": plain, "hflip": (plain + hflip) / 2, "hvflip": (plain + hflip + vflip) / 3}
 
 
-def probe_split(model, stats, arrays, units, every):
+def probe_split(model, meta, arrays, units, every):
     """Confusion matrix per prediction variant; whole-object errors (counts and pixels of the
     foreground, any class > 0) and per-subject slice Dice of the plain prediction."""
     matrices = collections.defaultdict(int)
     subject_dice = collections.defaultdict(list)
     found, true = [], []
     for name, image, truth in list(zip(arrays["names"], arrays["images"], arrays["masks"]))[::every]:
-        probs = probabilities(model, image, stats)
+        probs = probabilities(model, image, meta)
         num_classes = probs["plain"].shape[0]
         variants = {k: p.argmax(0).numpy() for k, p in probs.items()}
         if num_classes == 2:
@@ -98,12 +98,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     root = Path(args.project)
     model, meta = load_checkpoint(root / "models" / args.model / "model.pt")
-    stats = {"mean": meta["mean"], "std": meta["std"]}
     units = read_json(root / "artifacts/split.json")["units"]
     print(f"{args.model} in {root}; every {args.every} slice(s); pooled pixels at the prepared size")
     for split in args.splits:
         arrays = read_npz(root / "artifacts/prepared" / f"{split}.npz")
-        matrices, objects, subject_dice = probe_split(model, stats, arrays, units, args.every)
+        matrices, objects, subject_dice = probe_split(model, meta, arrays, units, args.every)
         for key, matrix in matrices.items():
             s = scores(matrix)
             print(f"{split:6s}{key:10s} fg Dice {s['fg_dice']:.4f}  precision {s['fg_precision']:.3f}  "

@@ -37,7 +37,7 @@ def report(root, wall):
     for name in params["models"]:
         test = json.loads((root / "metrics/test" / f"{name}.json").read_text())
         train = json.loads((root / "metrics/train" / f"{name}.json").read_text())
-        timing = json.loads((root / "models" / name / "timing.json").read_text())
+        timing = json.loads((root / "logs/timing" / f"{name}.json").read_text())
         per_epoch = timing["train_seconds"] / len(timing["seconds_per_epoch"])
         print(f"{name:<12}{test['fg_dice']:>13.4f}{test['fg_iou']:>12.4f}{test['per_image']['dice']['median']:>12.4f}"
               f"{test['per_image']['hd95']['median'] or float('nan'):>10.2f}{test['per_image']['misses']:>7}"

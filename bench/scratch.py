@@ -41,7 +41,13 @@ RESULTS = {"dvc.lock", "metrics", "plots", "reports"}  # the reference run's out
 
 
 def copy_source(dest):
-    """The project's source as Git sees it (tracked and untracked-not-ignored), without results or data."""
+    """The project's source as Git sees it (tracked and untracked-not-ignored), without results or data.
+
+    `dest` must be new or empty: a scratch project never overwrites files it did not create.
+    """
+    if Path(dest).exists() and any(Path(dest).iterdir()):
+        raise SystemExit(f"{dest}: not empty; a scratch project is built in a new or empty folder "
+                         "(to continue a stopped run, run `dvc repro` there)")
     listing = sh("git", "ls-files", "--cached", "--others", "--exclude-standard", cwd=REPO).stdout.split("\n")
     for name in filter(None, listing):
         if name.split("/")[0] not in RESULTS and (REPO / name).is_file():

@@ -2,7 +2,7 @@
 
 python -m seglib synth   --out data                      write the built-in synthetic dataset
 python -m seglib check   --images DIR --masks DIR        check a dataset (the split stage's check)
-python -m seglib predict --checkpoint models/unet/model.pt --input DIR --output DIR [--overlays DIR]
+python -m seglib predict --checkpoint models/unet/model.pt --input DIR --output DIR [--overlays DIR] [--overwrite]
 """
 import argparse
 import sys
@@ -22,7 +22,11 @@ def _check(args):
     from seglib import config
     from seglib.check import check_dataset
     from seglib.io import write_json
-    report = check_dataset(args.images, args.masks, config.section(config.load_params(args.params), "data"))
+    from seglib.split import split_dataset
+    params = config.load_params(args.params)
+    data_cfg = config.section(params, "data")
+    report = check_dataset(args.images, args.masks, data_cfg, config.section(params, "preprocess").max_pixels)
+    parts = split_dataset(report, data_cfg)
     for warning in report.warnings:
         print(f"warning: {warning}")
     summary = report.summary()
@@ -34,7 +38,8 @@ def _check(args):
 
 def _predict(args):
     from seglib.predict import predict_folder
-    skipped = predict_folder(args.checkpoint, args.input, args.output, args.overlays, args.device)
+    outputs = {"--output": args.output, **({"--overlays": args.overlays} if args.overlays else {})}
+    skipped = predict_folder(args.checkpoint, args.input, outputs, args.device, args.overwrite)
     for path, reason in skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     if skipped:
@@ -59,7 +64,8 @@ def main(argv=None):
     predict.add_argument("--input", required=True)
     predict.add_argument("--output", required=True)
     predict.add_argument("--overlays")
-    predict.add_argument("--device", default="auto")
+    predict.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+    predict.add_argument("--overwrite", action="store_true", help="replace masks already in the output folders")
     args = parser.parse_args(argv)
     {"synth": _synth, "check": _check, "predict": _predict}[args.command](args)
 

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from seglib.errors import SegError
-from seglib.io import UnreadableFile, list_images, read_image, read_mask
+from seglib.errors import SegError, format_problems
+from seglib.io import UnreadableFile, hidden_images, list_images, read_image, read_mask
 
-MAX_LISTED = 25
 RESAMPLED_LEVELS = 6  # more distinct gray values than this in one mask suggests interpolation
 
 
@@ -25,6 +24,7 @@ class DatasetReport:
     subjects: dict         # image name -> subject key (data.group_regex)
     units: dict            # image name -> split unit: its subject, or subjects joined by '+' that share an image
     gray_counts: dict      # gray value -> pixel count over all masks
+    grays: dict            # image name -> sorted gray values present in its mask
     empty_masks: list      # image names whose mask is all background (lowest gray value)
     warnings: list
     errors: list
@@ -78,6 +78,14 @@ def pair_files(image_dir, mask_dir, image_token, mask_token, errors):
         else:
             pairs.append((path.name, found[0]))
             used.add(stem)
+    images_by_mask = defaultdict(list)
+    for image, mask in pairs:
+        images_by_mask[mask].append(image)
+    shared = {mask: names for mask, names in images_by_mask.items() if len(names) > 1}
+    for mask, names in sorted(shared.items()):
+        errors.append(f"{Path(mask_dir) / mask}: is the mask of several images ({', '.join(names)}); "
+                      "keep one image per mask (the same slice saved twice?)")
+    pairs = [(image, mask) for image, mask in pairs if mask not in shared]
     for stem in sorted(set(masks_by_stem) - used):
         for name in masks_by_stem[stem]:
             errors.append(f"{Path(mask_dir) / name}: mask without an image; add the image or remove the mask")
@@ -106,16 +114,20 @@ def pixel_digest(pixels):
                            digest_size=16).hexdigest()
 
 
-def _check_pair(image_dir, mask_dir, image, mask, gray_values, errors, warnings):
-    """(gray-value counts of the mask, pixel digest of the image), or None when the pair is broken."""
-    image_path, mask_path = Path(image_dir) / image, Path(mask_dir) / mask
+def _check_pair(image_path, mask_path, gray_values, max_pixels, problems):
+    """(gray-value counts of the mask, its kind, pixel digest of the image), or None when the pair is broken.
+
+    `problems` is the (errors, warnings) pair of lists the findings go to.
+    """
+    errors, warnings = problems
+    image = image_path.name
     try:
-        pixels = read_image(image_path)[0]  # a full decode: headers alone miss truncated files
+        pixels = read_image(image_path, max_pixels)[0]  # a full decode: headers alone miss truncated files
     except UnreadableFile as exc:
         errors.append(f"{image_path}: {exc}; replace or remove the file")
         return None
     try:
-        values = read_mask(mask_path)
+        values, kind = read_mask(mask_path, max_pixels)
     except UnreadableFile as exc:
         errors.append(f"{mask_path}: {exc}")
         return None
@@ -134,7 +146,7 @@ def _check_pair(image_dir, mask_dir, image, mask, gray_values, errors, warnings)
     if len(grays) > RESAMPLED_LEVELS:
         warnings.append(f"{mask_path}: {len(grays)} gray levels; a mask resized with bilinear "
                         "interpolation looks like this: resize masks with nearest neighbour")
-    return dict(zip(grays.tolist(), counts.tolist())), pixel_digest(pixels)
+    return dict(zip(grays.tolist(), counts.tolist())), kind, pixel_digest(pixels)
 
 
 def split_units(subjects, digests, warnings):
@@ -180,14 +192,50 @@ def split_units(subjects, digests, warnings):
     return {image: unit[s] for image, s in subjects.items()}
 
 
-def check_dataset(image_dir, mask_dir, data_cfg):
+def _outside_links(folder, roots):
+    """Files in `folder` that are symbolic links to a place outside `roots`."""
+    return [p for p in sorted(Path(folder).iterdir()) if p.is_symlink()
+            and not any(p.resolve().is_relative_to(r) for r in roots)]
+
+
+def _folder_warnings(image_dir, mask_dir):
+    """Hidden files that are skipped, and links that DVC would replace with copies."""
+    warnings = []
+    for folder in (image_dir, mask_dir):
+        hidden = hidden_images(folder)
+        if hidden:
+            warnings.append(f"{folder}: skipped {len(hidden)} hidden file(s) with a leading dot "
+                            f"(e.g. {hidden[0].name}: macOS AppleDouble or editor files); they are not slices")
+        roots = [Path(image_dir).resolve(), Path(mask_dir).resolve()]
+        for link in _outside_links(folder, roots):
+            warnings.append(f"{link}: a symbolic link to {link.resolve()}, outside the dataset; it is read "
+                            "through the link, but DVC stores the file itself and `dvc checkout` puts back a "
+                            "copy: copy the file into the dataset instead")
+    return warnings
+
+
+def _mixed_kinds(kinds, mask_dir):
+    """Errors for masks whose bit depth differs from most masks (a 16-bit 65535 would become a class)."""
+    by_kind = defaultdict(list)
+    for mask, kind in sorted(kinds.items()):
+        by_kind[kind].append(mask)
+    if len(by_kind) < 2:
+        return []
+    usual = max(by_kind, key=lambda k: (len(by_kind[k]), k))
+    return [f"{Path(mask_dir) / mask}: a {kind} mask among {len(by_kind[usual])} {usual} masks; save every "
+            f"mask at one bit depth with the same gray values (this one's values would become extra classes)"
+            for kind, masks in sorted(by_kind.items()) if kind != usual for mask in masks]
+
+
+def check_dataset(image_dir, mask_dir, data_cfg, max_pixels):
     """Pair, decode and check every file. Raises one SegError listing every problem."""
-    errors, warnings = [], []
+    errors = []
     pairs = pair_files(image_dir, mask_dir, data_cfg.image_token, data_cfg.mask_token, errors)
+    warnings = _folder_warnings(image_dir, mask_dir)
     if not pairs and not errors:
         raise SegError(f"{image_dir}: no images found (looked for .png .jpg .jpeg .tif .tiff .bmp); "
                        "put the slices there")
-    subjects, digests, gray_counts, empty, kept = {}, {}, Counter(), [], []
+    subjects, digests, gray_counts, grays, kinds, empty, kept = {}, {}, Counter(), {}, {}, [], []
     if pairs and all(subject_of(image, data_cfg.group_regex) is None for image, _ in pairs):
         raise SegError(f"data.group_regex: '{data_cfg.group_regex}' matches none of the {len(pairs)} image names "
                        f"(e.g. {pairs[0][0]}); write a regex whose first group is the subject id, or set it to ''")
@@ -197,17 +245,19 @@ def check_dataset(image_dir, mask_dir, data_cfg):
             errors.append(f"{Path(image_dir) / image}: data.group_regex '{data_cfg.group_regex}' does not match "
                           "this name; fix the regex (it must match every image name) or set it to ''")
             continue
-        checked = _check_pair(image_dir, mask_dir, image, mask, data_cfg.gray_values, errors, warnings)
+        checked = _check_pair(Path(image_dir) / image, Path(mask_dir) / mask, data_cfg.gray_values, max_pixels,
+                              (errors, warnings))
         if checked is None:
             continue
-        counts, digests[image] = checked
-        subjects[image] = group
+        counts, kinds[mask], digests[image] = checked
+        subjects[image], grays[image] = group, sorted(counts)
         gray_counts.update(counts)
         kept.append((image, mask))
         if len(counts) == 1:
             empty.append(image)
-    report = DatasetReport(kept, subjects, split_units(subjects, digests, warnings), dict(gray_counts), empty,
-                           warnings, errors)
+    errors += _mixed_kinds(kinds, mask_dir)
+    report = DatasetReport(kept, subjects, split_units(subjects, digests, warnings), dict(gray_counts), grays,
+                           empty, warnings, errors)
     levels = len(gray_counts) if data_cfg.gray_values is None else 0
     if levels > data_cfg.max_classes:
         errors.append(f"{mask_dir}: masks hold {levels} distinct gray values, more than data.max_classes "
@@ -218,9 +268,3 @@ def check_dataset(image_dir, mask_dir, data_cfg):
     if empty and len(empty) == len(kept):
         raise SegError(f"{mask_dir}: every mask is empty (a single gray value); nothing to learn")
     return report
-
-
-def format_problems(errors):
-    listed = "\n".join(f"  - {e}" for e in errors[:MAX_LISTED])
-    more = f"\n  ... and {len(errors) - MAX_LISTED} more" if len(errors) > MAX_LISTED else ""
-    return f"dataset check found {len(errors)} problem(s):\n{listed}{more}"

@@ -57,15 +57,13 @@ def _fmt(value):
     return str(value)
 
 
-def table_rows(result, timing):
+def table_rows(result):
     """Header and rows of the side-by-side table (one column per model)."""
     models = list(result["models"])
     header = ["", *models]
     rows = [[title, *[_fmt(result["models"][m][key]) for m in models]] for key, title, _ in COLUMNS]
     rows.append(["best epoch", *[str(result["models"][m]["best_epoch"]) for m in models]])
     rows.append(["parameters", *[f"{result['models'][m]['parameters']:,}" for m in models]])
-    rows.append(["training time (s)", *[f"{timing[m]['train_seconds']:.0f}" for m in models]])
-    rows.append(["inference (images/s)", *[f"{timing[m]['images_per_second']:.1f}" for m in models]])
     return header, rows
 
 
@@ -82,10 +80,15 @@ def _paired_sentences(result):
     return lines
 
 
-def report_markdown(result, timing, figures, title="Model comparison"):
-    header, rows = table_rows(result, timing)
+TIMING_NOTE = ("Timings are not part of this report, so identical runs give identical bytes: "
+               "see logs/timing/ after a run.")
+
+
+def report_markdown(result, figures, title="Model comparison"):
+    header, rows = table_rows(result)
     out = [f"# {title}", "", "Test split scores at each image's original size; fg = mean over foreground classes. "
-           "Distances in the units of metrics/test/<model>.json (pixels unless evaluate.pixel_spacing is set).", "",
+           "Distances in the units of metrics/test/<model>.json (pixels unless evaluate.pixel_spacing is set). "
+           + TIMING_NOTE, "",
            "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     out += ["", "## Paired difference over test images", ""] + [f"- {s}" for s in _paired_sentences(result)]
@@ -93,9 +96,9 @@ def report_markdown(result, timing, figures, title="Model comparison"):
     return "\n".join(out) + "\n"
 
 
-def report_html(result, timing, figure_files, title="Model comparison"):
+def report_html(result, figure_files, title="Model comparison"):
     """The same report as one self-contained HTML file: figures embedded, no network needed."""
-    header, rows = table_rows(result, timing)
+    header, rows = table_rows(result)
     cells = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
     images = "".join(
@@ -106,5 +109,5 @@ def report_html(result, timing, figure_files, title="Model comparison"):
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
             "body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
             "td,th{border:1px solid #bbb;padding:4px 8px;text-align:right}img{max-width:100%}</style></head>"
-            f"<body><h1>{html.escape(title)}</h1><table><tr>{cells}</tr>{body}</table>"
+            f"<body><h1>{html.escape(title)}</h1><p>{html.escape(TIMING_NOTE)}</p><table><tr>{cells}</tr>{body}</table>"
             f"<h2>Paired difference over test images</h2><ul>{paired}</ul><h2>Figures</h2>{images}</body></html>\n")

@@ -5,6 +5,8 @@ Types and ranges are checked here, unknown keys are rejected, and every
 message names the key, the value and what to write instead.
 """
 import dataclasses
+import difflib
+import math
 import re
 import typing
 from pathlib import Path
@@ -13,9 +15,24 @@ from typing import Optional
 import yaml
 
 from seglib.errors import SegError
+from seglib.io import DEFAULT_MAX_PIXELS
 
 # YAML 1.2 (what DVC writes) reads 1e-3 as a float; PyYAML's 1.1 rules read it as a string.
 _FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
+MAX_SEED = 2 ** 32 - 1
+
+
+def _check_seed(seed, where):
+    if not 0 <= seed <= MAX_SEED:
+        raise SegError(f"{where}.seed: must be an integer from 0 to {MAX_SEED}, got {seed}")
+
+
+def check_device(name, where):
+    """The device string's form; whether that device exists is the runtime's question (seglib.models)."""
+    if not isinstance(name, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", name):
+        raise SegError(f"{where}: use auto, cpu, cuda, cuda:N or mps; got {name!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,13 +56,21 @@ class DataConfig:
             except re.error as exc:
                 raise SegError(f"{where}.group_regex: not a valid regular expression ({exc}), "
                                f"got {self.group_regex!r}") from None
+        # the best epoch is chosen on validation and the models are scored on test: neither may be empty
         for key in ("val_fraction", "test_fraction"):
-            if not 0.0 <= getattr(self, key) < 1.0:
-                raise SegError(f"{where}.{key}: must be in [0, 1), got {getattr(self, key)}")
+            if not 0.0 < getattr(self, key) < 1.0:
+                raise SegError(f"{where}.{key}: must be above 0 and below 1, got {getattr(self, key)}")
         if self.val_fraction + self.test_fraction >= 1.0:
             raise SegError(f"{where}: val_fraction + test_fraction must be below 1 to leave training data")
         if self.gray_values is not None and len(set(self.gray_values)) != len(self.gray_values):
             raise SegError(f"{where}.gray_values: repeated values in {list(self.gray_values)}")
+        if self.gray_values is not None and (len(self.gray_values) < 2 or any(
+                v != int(v) or not 0 <= v <= 65535 for v in self.gray_values)):
+            raise SegError(f"{where}.gray_values: expected at least two whole gray values from 0 to 65535 "
+                           f"(background first), got {list(self.gray_values)}")
+        if not 2 <= self.max_classes <= 255:
+            raise SegError(f"{where}.max_classes: must be 2 to 255, got {self.max_classes}")
+        _check_seed(self.seed, where)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,10 +80,15 @@ class PreprocessConfig:
     window_level: float = 40.0
     window_width: float = 400.0
     hu_offset: float = 0.0
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def check(self, where):
-        if len(self.base_size) != 2 or min(self.base_size) < 16:
-            raise SegError(f"{where}.base_size: expected [height, width], each at least 16, got {list(self.base_size)}")
+        if (len(self.base_size) != 2 or any(v != int(v) for v in self.base_size)
+                or min(self.base_size) < 16 or max(self.base_size) > 4096):
+            raise SegError(f"{where}.base_size: expected [height, width], whole numbers from 16 to 4096, "
+                           f"got {list(self.base_size)}")
+        if self.max_pixels < 256:
+            raise SegError(f"{where}.max_pixels: must be at least 256 (16 x 16), got {self.max_pixels}")
         if self.window_width <= 0:
             raise SegError(f"{where}.window_width: must be positive, got {self.window_width}")
 
@@ -69,6 +99,7 @@ class TrainConfig:
     lrf: float = 0.01
     seed: int = 0
     device: str = "auto"
+    threads: int = 2            # CPU threads; results depend on the count bit for bit; 0 = torch's default
     workers: int = 0
     hflip: float = 0.5
     vflip: float = 0.0
@@ -85,27 +116,35 @@ class TrainConfig:
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise SegError(f"{where}.{key}: must be one of {list(allowed)}, got {getattr(self, key)!r}")
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device):
-            raise SegError(f"{where}.device: use auto, cpu, cuda, cuda:N or mps; got {self.device!r}")
-        if self.epochs < 1:
-            raise SegError(f"{where}.epochs: must be at least 1, got {self.epochs}")
+        check_device(self.device, f"{where}.device")
+        if not 1 <= self.epochs <= MAX_EPOCHS:
+            raise SegError(f"{where}.epochs: must be 1 to {MAX_EPOCHS}, got {self.epochs}")
         if not 0.0 <= self.rotate_degrees <= 180.0:
             raise SegError(f"{where}.rotate_degrees: must be in [0, 180], got {self.rotate_degrees}")
         for key in ("hflip", "vflip", "lrf", "bn_momentum", "intensity_jitter", "scale_jitter"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise SegError(f"{where}.{key}: must be in [0, 1], got {getattr(self, key)}")
-        if self.workers < 0:
-            raise SegError(f"{where}.workers: must be 0 or more, got {self.workers}")
+        if not 0 <= self.threads <= 1024:
+            raise SegError(f"{where}.threads: must be 0 (all cores) to 1024, got {self.threads}")
+        if not 0 <= self.workers <= 64:
+            raise SegError(f"{where}.workers: must be 0 to 64, got {self.workers}")
+        if not 0.0 <= self.weight_decay <= 1.0:
+            raise SegError(f"{where}.weight_decay: must be in [0, 1], got {self.weight_decay}")
+        _check_seed(self.seed, where)
 
 
+MAX_EPOCHS = 10000
 PRECISIONS = ("fp32", "bf16")
 NORMS = ("batch", "instance")
+ARCHS = ("unet", "deeplabv3")  # seglib.models.REGISTRY builds each; a test keeps the two lists equal
+BACKBONES = ("mobilenet_v3_large", "resnet50", "resnet101")
+MAX_WIDTH = 128  # UNet's first level; the classic UNet uses 64
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """One entry of `models:`. `arch` defaults to the entry's name."""
-    arch: str = ""
+    arch: str = "unet"
     lr: float = 1.0e-3
     batch_size: int = 8
     width: int = 16
@@ -118,18 +157,23 @@ class ModelConfig:
     epochs: Optional[int] = None    # None: train.epochs
 
     def check(self, where):
-        if self.epochs is not None and self.epochs < 1:
-            raise SegError(f"{where}.epochs: must be at least 1 or null (= train.epochs), got {self.epochs}")
+        if self.arch not in ARCHS:
+            raise SegError(f"{where}.arch: unknown architecture {self.arch!r}; choose one of {list(ARCHS)} "
+                           "(an entry's name is its arch unless arch: says otherwise)")
+        if self.backbone not in BACKBONES:
+            raise SegError(f"{where}.backbone: must be one of {list(BACKBONES)}, got {self.backbone!r}")
+        if self.epochs is not None and not 1 <= self.epochs <= MAX_EPOCHS:
+            raise SegError(f"{where}.epochs: must be 1 to {MAX_EPOCHS} or null (= train.epochs), got {self.epochs}")
         if self.precision not in PRECISIONS:
             raise SegError(f"{where}.precision: must be one of {list(PRECISIONS)}, got {self.precision!r}")
-        if self.lr <= 0:
-            raise SegError(f"{where}.lr: must be positive, got {self.lr}")
-        if self.batch_size < 2:
-            raise SegError(f"{where}.batch_size: must be at least 2 (batch norm needs two images), got {self.batch_size}")
+        if not 0 < self.lr <= 1:
+            raise SegError(f"{where}.lr: must be above 0 and at most 1, got {self.lr}")
+        if not 2 <= self.batch_size <= 4096:
+            raise SegError(f"{where}.batch_size: must be 2 to 4096 (batch norm needs two images), got {self.batch_size}")
         if not 0.25 <= self.input_scale <= 4.0:
             raise SegError(f"{where}.input_scale: must be in [0.25, 4], got {self.input_scale}")
-        if self.width < 4:
-            raise SegError(f"{where}.width: must be at least 4, got {self.width}")
+        if not 4 <= self.width <= MAX_WIDTH:
+            raise SegError(f"{where}.width: must be 4 to {MAX_WIDTH}, got {self.width}")
         if not 1 <= self.depth <= 6:
             raise SegError(f"{where}.depth: must be 1 to 6 (2x poolings), got {self.depth}")
         if self.norm not in NORMS:
@@ -144,6 +188,8 @@ class EvaluateConfig:
     def check(self, where):
         if self.pixel_spacing is not None and (len(self.pixel_spacing) != 2 or min(self.pixel_spacing) <= 0):
             raise SegError(f"{where}.pixel_spacing: expected [row_mm, col_mm] > 0 or null, got {self.pixel_spacing}")
+        if not 0 <= self.overlays <= 50:
+            raise SegError(f"{where}.overlays: must be 0 to 50, got {self.overlays}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,12 +199,19 @@ class CompareConfig:
     seed: int = 0
 
     def check(self, where):
-        if self.bootstrap < 100 or self.permutations < 100:
-            raise SegError(f"{where}: bootstrap and permutations must be at least 100")
+        for key in ("bootstrap", "permutations"):
+            if not 100 <= getattr(self, key) <= 1_000_000:
+                raise SegError(f"{where}.{key}: must be 100 to 1000000, got {getattr(self, key)}")
+        _check_seed(self.seed, where)
 
 
 SECTIONS = {"data": DataConfig, "preprocess": PreprocessConfig, "train": TrainConfig,
             "evaluate": EvaluateConfig, "compare": CompareConfig}
+
+
+def _did_you_mean(key, known):
+    close = difflib.get_close_matches(str(key), [str(k) for k in known], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _coerce(value, annotation, where):
@@ -175,36 +228,68 @@ def _coerce(value, annotation, where):
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif annotation is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
         if isinstance(value, str) and _FLOAT_RE.match(value.strip()):
+            value = float(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise SegError(f"{where}: expected a finite number, got {value!r}")
             return float(value)
     elif annotation is str:
         if isinstance(value, str):
             return value
     elif annotation is tuple:
-        if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                    and math.isfinite(v) for v in value):
             return tuple(value)
     raise SegError(f"{where}: expected {getattr(annotation, '__name__', annotation)}"
                    f"{' or null' if optional else ''}, got {value!r}")
 
 
-def _build(cls, raw, where):
+def build_section(cls, raw, where):
+    """`cls` from a mapping: unknown keys rejected, each value coerced and range-checked."""
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise SegError(f"{where}: expected a mapping of settings, got {raw!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(fields))
+    unknown = sorted(set(raw) - set(fields), key=str)
     if unknown:
-        raise SegError(f"{where}: unknown key(s) {unknown}; known keys: {sorted(fields)}")
+        raise SegError(f"{where}: unknown key(s) {unknown}{_did_you_mean(unknown[0], fields)}; "
+                       f"known keys: {sorted(fields)}")
     values = {name: _coerce(raw[name], fields[name].type, f"{where}.{name}") for name in raw}
     config = cls(**values)
     config.check(where)
     return config
 
 
+TOP_LEVEL = ("model", "data", "preprocess", "train", "models", "evaluate", "compare")
+
+
+def _misplaced(key):
+    """' (it belongs under train:)' when `key` is a setting of a section, else ''."""
+    owners = [name for name, cls in SECTIONS.items() if key in {f.name for f in dataclasses.fields(cls)}]
+    if key in {f.name for f in dataclasses.fields(ModelConfig)}:
+        owners.append("models.<name>")
+    return f" (it is a setting of {' or '.join(o + ':' for o in owners)}; indent it there)" if owners else ""
+
+
+def validate(params):
+    """Check every section of params.yaml at once: the first stage that runs fails in seconds.
+
+    Each stage still builds the sections it reads; this only refuses a file
+    that some later stage would refuse, hours of training later.
+    """
+    for key in params:
+        if key not in TOP_LEVEL:
+            hint = _misplaced(key) or _did_you_mean(key, TOP_LEVEL)
+            raise SegError(f"{key}: unknown top-level key in params.yaml{hint}; known keys: {list(TOP_LEVEL)}")
+    for name in SECTIONS:
+        section(params, name)
+    models(params)
+    headline_model(params)
+
+
 def load_params(path="params.yaml"):
-    """The raw params mapping. Parse errors name the file and line."""
+    """The params mapping, checked whole (`validate`). Parse errors name the file and line."""
     path = Path(path)
     if not path.is_file():
         raise SegError(f"{path}: not found; run from the repository root")
@@ -214,12 +299,13 @@ def load_params(path="params.yaml"):
         raise SegError(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(raw, dict):
         raise SegError(f"{path}: expected a mapping at the top level")
+    validate(raw)
     return raw
 
 
 def section(params, name):
     """One checked section (`data`, `preprocess`, `train`, `evaluate`, `compare`)."""
-    return _build(SECTIONS[name], params.get(name), name)
+    return build_section(SECTIONS[name], params.get(name), name)
 
 
 def models(params):
@@ -231,12 +317,14 @@ def models(params):
 
 
 def model(params, name):
-    """The settings of model `name`; a clear error when it is not listed."""
+    """The settings of model `name` (its arch defaults to the name); a clear error when it is not listed."""
     raw = params.get("models") or {}
     if name not in raw:
         raise SegError(f"model: unknown model {name!r}; choose one of {sorted(raw)} (the keys of models: in params.yaml)")
-    config = _build(ModelConfig, raw[name], f"models.{name}")
-    return dataclasses.replace(config, arch=config.arch or name)
+    entry = {} if raw[name] is None else raw[name]
+    if isinstance(entry, dict) and "arch" not in entry:
+        entry = {"arch": name, **entry}
+    return build_section(ModelConfig, entry, f"models.{name}")
 
 
 def headline_model(params):

@@ -6,11 +6,12 @@ half-written output behind.
 """
 import contextlib
 import csv
+import glob
 import json
 import math
 import os
+import secrets
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 
@@ -18,25 +19,50 @@ import numpy as np
 from PIL import Image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+DEFAULT_MAX_PIXELS = 4096 * 4096  # preprocess.max_pixels: medical slices are far smaller
 
 
 class UnreadableFile(Exception):
     """A file that cannot be decoded; carries the reason for the dataset check."""
 
 
+TEMP_SUFFIX = ".seglib-tmp"  # .gitignore and .dvcignore list it: a leftover is never part of an output
+
+
+def _temp_names(path):
+    """Hidden temporary names beside `path`, created by this module only."""
+    return path.parent.glob(f".{glob.escape(path.name)}.*{TEMP_SUFFIX}")
+
+
 @contextlib.contextmanager
 def atomic_path(path):
-    """Yield a temporary path beside `path`; rename it onto `path` only on success."""
+    """Yield a temporary path beside `path`; rename it onto `path` only on success.
+
+    The temporary file is created with mode 0666 minus the umask, as `open`
+    would create the final file (mkstemp's 0600 would outlive the rename).
+    Leftovers of an earlier killed write of the same file are removed.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            break
+        except FileExistsError:
+            continue
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, path)
+        for stale in _temp_names(path):
+            stale.unlink(missing_ok=True)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes(path, data):
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def _clean(value):
@@ -110,27 +136,50 @@ def read_npz(path):
 
 
 def list_images(folder):
-    """Image files in `folder` (by suffix), sorted by name so order never depends on the file system."""
+    """Image files in `folder` (by suffix), sorted by name so order never depends on the file system.
+
+    Hidden files (a leading dot: macOS's AppleDouble `._x.png`, editors' backups) are not images.
+    """
     folder = Path(folder)
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
 
 
-def _open(path):
+def hidden_images(folder):
+    """Hidden files with an image suffix that `list_images` leaves out."""
+    return sorted(p for p in Path(folder).iterdir() if p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+# The size limit is checked here from the header, before decoding; Pillow's own
+# bomb check (a warning at 89 M pixels) would only duplicate it with a traceback.
+Image.MAX_IMAGE_PIXELS = None
+
+
+def _open(path, max_pixels):
     try:
         im = Image.open(path)
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise UnreadableFile(f"cannot decode image ({exc})") from None
+    width, height = im.size
+    if width * height > max_pixels:
+        im.close()
+        raise UnreadableFile(f"{width}x{height} = {width * height:,} pixels, more than preprocess.max_pixels "
+                             f"({max_pixels:,}); read from the header, nothing decoded: downscale the image, "
+                             "or raise max_pixels if slices this large are real")
+    try:
         im.load()
         return im
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except (OSError, SyntaxError, ValueError) as exc:
         raise UnreadableFile(f"cannot decode image ({exc})") from None
 
 
-def read_image(path):
+def read_image(path, max_pixels=DEFAULT_MAX_PIXELS):
     """An image as a 2-D float32 array of its raw values, and its bit depth (8 or 16).
 
     RGB images are converted to one gray channel (ITU-R 601 luma), as spine MRI
     and CT slices saved as RGB carry the same value in every channel.
     """
-    im = _open(path)
+    im = _open(path, max_pixels)
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
         return np.asarray(im, dtype=np.float32), 16
     if im.mode == "F":
@@ -140,16 +189,28 @@ def read_image(path):
     return np.asarray(im.convert("L"), dtype=np.float32), 8
 
 
-def read_mask(path):
-    """A mask as a 2-D integer array of its gray values; only single-channel masks are accepted."""
-    im = _open(path)
+MASK_KINDS = {"1": "1-bit", "L": "8-bit", "I;16": "16-bit", "I;16B": "16-bit", "I;16L": "16-bit", "I": "32-bit"}
+
+
+def read_mask(path, max_pixels=DEFAULT_MAX_PIXELS):
+    """(2-D integer array of the mask's gray values, its kind: '8-bit', '16-bit', ...).
+
+    Only single-channel masks are accepted. The kind lets the dataset check
+    catch one mask saved at another bit depth, whose 65535 would become a class.
+    """
+    im = _open(path, max_pixels)
     if im.mode == "1":
-        return np.asarray(im.convert("L"), dtype=np.int64)
-    if im.mode in ("L", "I;16", "I;16B", "I;16L", "I"):
-        return np.asarray(im, dtype=np.int64)
+        return np.asarray(im.convert("L"), dtype=np.int64), MASK_KINDS["1"]
+    if im.mode in MASK_KINDS:
+        return np.asarray(im, dtype=np.int64), MASK_KINDS[im.mode]
+    if im.mode == "P":
+        raise UnreadableFile(
+            "mask is a palette image (mode 'P'): its pixels are palette indices, which are the classes; "
+            "save the indices as gray values, e.g. Image.fromarray(np.asarray(Image.open(p))).save(p) "
+            "(convert('L') would turn the palette colours into brightness, not class indices)")
     raise UnreadableFile(
         f"mask has mode {im.mode!r} ({len(im.getbands())} channels); masks must be "
-        "single-channel gray images: convert it, e.g. Image.open(p).convert('L').save(p)")
+        "single-channel gray images with one gray value per class: save the class image as 8-bit gray")
 
 
 def _png_chunk(kind, payload):

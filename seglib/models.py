@@ -4,14 +4,21 @@ Every model maps a (N, 1, H, W) float tensor to (N, C, H, W) logits; nothing
 outside this module knows that DeepLabV3 returns a dict or wants 3 channels.
 """
 import dataclasses
+import io
+import pickle
+import warnings
+import zipfile
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models import segmentation
 
-from seglib.config import ModelConfig
+from seglib import config
 from seglib.errors import SegError
+from seglib.io import write_bytes
+from seglib.prepared_meta import read_meta
 
 CHECKPOINT_FORMAT = 1
 BACKBONES = {
@@ -75,8 +82,6 @@ class DeepLabV3(nn.Module):
 
     def __init__(self, num_classes, backbone):
         super().__init__()
-        if backbone not in BACKBONES:
-            raise SegError(f"backbone: unknown {backbone!r}; choose one of {sorted(BACKBONES)}")
         # weights=None and weights_backbone=None: nothing is downloaded, ever
         self.net = BACKBONES[backbone](weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False)
 
@@ -125,9 +130,6 @@ def build_model(cfg, num_classes, bn_momentum=None):
     slices the running statistics then lag the weights for many epochs and the
     model predicts nothing in eval mode. 0.1 tracks them (notes/training.md).
     """
-    if cfg.arch not in REGISTRY:
-        raise SegError(f"models: unknown architecture {cfg.arch!r}; choose one of {sorted(REGISTRY)} "
-                       "(or set arch: to one of them)")
     model = REGISTRY[cfg.arch](cfg, num_classes)
     if cfg.input_scale != 1.0:
         model = ScaledInput(model, cfg.input_scale)
@@ -140,16 +142,41 @@ def build_model(cfg, num_classes, bn_momentum=None):
     return model
 
 
+def _load_tensors(path, what):
+    """torch.load with weights_only=True, every failure turned into one message naming the file.
+
+    A file holding pickled Python objects is refused by torch before any of
+    its code runs; the message says so and never suggests weights_only=False.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SegError(f"{path}: {what} not found")
+    if path.stat().st_size == 0:
+        raise SegError(f"{path}: the {what} file is empty (an interrupted copy?); replace it")
+    if not zipfile.is_zipfile(path):  # torch.save writes zip archives; older formats are plain pickles
+        raise SegError(f"{path}: not a PyTorch {what} file (torch.save writes a zip archive); it was not loaded")
+    try:
+        with warnings.catch_warnings():  # torch's warnings about a foreign file's pickle protocol add nothing here
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise SegError(f"{path}: the {what} holds Python objects, not only tensors and plain values, so it was "
+                       "not written by this pipeline or has been tampered with; it was not loaded (loading it "
+                       "could run code). Use a file this pipeline wrote") from None
+    except (OSError, RuntimeError, EOFError, ValueError) as exc:
+        raise SegError(f"{path}: not a PyTorch {what} file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+                       ) from None
+
+
 def load_local_weights(model, path):
     """Initialise from a local state-dict file (e.g. torchvision's DeepLabV3 or backbone weights).
 
     Only tensors whose names and shapes match are taken (a 21-class COCO head is
     skipped); the file is read with weights_only=True, never unpickled freely.
     """
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError) as exc:
-        raise SegError(f"weights: cannot load {path} ({exc}); give a local state-dict file") from None
+    state = _load_tensors(path, "weights")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise SegError(f"{path}: weights: expected a state dict (names -> tensors)")
     own = model.state_dict()
     prefixes = ("", "net.", "net.backbone.", "net.net.", "net.net.backbone.")
     taken = {}
@@ -168,37 +195,48 @@ def count_parameters(model):
     return sum(p.numel() for p in model.parameters())
 
 
-def save_checkpoint(path, model, cfg, num_classes, meta):
-    """Everything predict needs, in tensors and plain Python types only (loadable with weights_only=True)."""
+CHECKPOINT_KEYS = ("format", "settings", "num_classes", "meta", "state_dict")
+
+
+def save_checkpoint(path, model, cfg, meta, name):
+    """Everything predict needs, in tensors and plain Python types only (loadable with weights_only=True).
+
+    Saved through a buffer: torch.save names the archive's root folder after
+    the file it writes, and the atomic writer's temporary name is random, so
+    identical weights would otherwise give different bytes.
+    """
     settings = dataclasses.asdict(cfg)
     settings["weights"] = None  # the trained weights are in this file
-    torch.save({"format": CHECKPOINT_FORMAT, "settings": settings, "num_classes": num_classes,
-                "meta": meta, "state_dict": model.state_dict()}, path)
+    buffer = io.BytesIO()
+    torch.save({"format": CHECKPOINT_FORMAT, "settings": settings, "num_classes": meta.num_classes,
+                "meta": {**meta.to_dict(), "name": name}, "state_dict": model.state_dict()}, buffer)
+    write_bytes(path, buffer.getvalue())
 
 
 def load_checkpoint(path, device="cpu"):
-    """(model in eval mode, meta). A file of another format or architecture is rejected clearly."""
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
-    except (OSError, RuntimeError, EOFError) as exc:
-        raise SegError(f"{path}: cannot read checkpoint ({exc})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+    """(model in eval mode, PreparedMeta). Settings and meta are checked before anything is built."""
+    if not Path(path).exists():
+        raise SegError(f"{path}: checkpoint not found. DVC removes a stage's outputs before it runs, so a failed "
+                       f"train stage leaves none: `dvc checkout {Path(path).parent}` restores the last one "
+                       "recorded in dvc.lock, `dvc repro` trains it again")
+    ckpt = _load_tensors(path, "checkpoint")
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT or sorted(ckpt) != sorted(CHECKPOINT_KEYS):
         raise SegError(f"{path}: not a checkpoint written by this pipeline (format {CHECKPOINT_FORMAT}); "
                        "use models/<name>/model.pt from the train stage")
-    cfg = ModelConfig(**ckpt["settings"])
-    model = build_model(cfg, ckpt["num_classes"])
+    cfg = config.build_section(config.ModelConfig, ckpt["settings"], f"{path}: settings")
+    if cfg.weights is not None:
+        raise SegError(f"{path}: settings.weights must be null in a trained checkpoint (its weights are inside)")
+    meta = read_meta(ckpt["meta"], f"{path}: meta")
+    if ckpt["num_classes"] != meta.num_classes:
+        raise SegError(f"{path}: num_classes {ckpt['num_classes']!r} disagrees with meta's {meta.num_classes} gray values")
+    state = ckpt["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise SegError(f"{path}: state_dict: expected names -> tensors")
+    model = build_model(cfg, meta.num_classes)
     try:
-        model.load_state_dict(ckpt["state_dict"])
+        model.load_state_dict(state)
     except RuntimeError as exc:
         first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
-        raise SegError(f"{path}: weights do not fit a {cfg.arch} with {ckpt['num_classes']} classes ({first}); "
+        raise SegError(f"{path}: weights do not fit a {cfg.arch} with {meta.num_classes} classes ({first}); "
                        "the file was changed or written by another model") from None
-    return model.to(device).eval(), ckpt["meta"]
-
-
-def resolve_device(name):
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SegError(f"train.device: {name!r} asked for but no CUDA GPU is visible; use auto or cpu")
-    return torch.device(name)
+    return model.to(device).eval(), meta

@@ -2,45 +2,89 @@
 
 Masks are written in the dataset's own gray values at each image's original
 size. An unreadable image is skipped and reported; the batch goes on.
+
+A user's files are never touched: every output path is checked before the
+first one is written. The output folders may not be or hold the input, two
+inputs may not share a stem (their masks would share a name), and no
+existing file is replaced unless `overwrite` is set.
 """
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from seglib.config import PreprocessConfig
-from seglib.errors import SegError
-from seglib.evaluate import predict_classes
+from seglib.errors import SegError, format_problems
 from seglib.graymap import to_gray
+from seglib.inference import Predictor, resolve_device
 from seglib.io import UnreadableFile, list_images, read_image, save_figure, write_png
-from seglib.models import load_checkpoint, resolve_device
 from seglib.plots import samples_figure
 from seglib.transforms import load_for_model, resize_image
 
 
-def predict_folder(checkpoint, input_dir, output_dir, overlay_dir=None, device="auto"):
-    """Write one mask PNG per readable image; return the list of (file, reason) skipped."""
+def _inside(path, folder):
+    return path == folder or path.is_relative_to(folder)
+
+
+def check_outputs(files, input_dir, targets, overwrite):
+    """Refuse, before anything is written, any plan that could replace or mix with a user's files.
+
+    `targets` maps an option name (--output, --overlays) to its folder.
+    """
+    input_dir = Path(input_dir).resolve()
+    problems = []
+    for option, folder in targets.items():
+        folder = Path(folder).resolve()
+        if _inside(folder, input_dir):
+            problems.append(f"{option} {folder}: is the input folder or inside it; choose a folder outside {input_dir}")
+        held = [f for f in files if _inside(f.resolve(), folder)]
+        if held and not _inside(folder, input_dir):
+            problems.append(f"{option} {folder}: holds input images (e.g. {held[0]}); choose another folder")
+    if len({Path(f).resolve() for f in targets.values()}) < len(targets):
+        problems.append(f"{' and '.join(targets)}: the same folder; masks and overlays share file names")
+    by_stem = defaultdict(list)
+    for path in files:
+        by_stem[path.stem].append(path.name)
+    clashes = [names for names in by_stem.values() if len(names) > 1]
+    if clashes:
+        problems.append("inputs share a name stem, so their masks would share a file name: "
+                        + "; ".join(", ".join(names) for names in clashes) + ". Rename or move all but one")
+    if not overwrite:
+        existing = [Path(folder) / f"{path.stem}.png" for folder in targets.values() for path in files
+                    if (Path(folder) / f"{path.stem}.png").exists()]
+        if existing:
+            shown = ", ".join(str(p) for p in existing[:5]) + (f" and {len(existing) - 5} more" if len(existing) > 5 else "")
+            problems.append(f"{len(existing)} output file(s) already exist ({shown}); "
+                            "choose an empty folder, or pass --overwrite to replace them")
+    if problems:
+        raise SegError(format_problems(problems, "predict") + "\nnothing was written")
+
+
+def predict_folder(checkpoint, input_dir, outputs, device="auto", overwrite=False):
+    """Write one mask PNG per readable image; return the list of (file, reason) skipped.
+
+    `outputs` maps --output (masks) and optionally --overlays to folders.
+    """
     if not Path(input_dir).is_dir():
         raise SegError(f"{input_dir}: input folder not found")
-    device = resolve_device(device)
-    model, meta = load_checkpoint(checkpoint, device)
-    pre_cfg = PreprocessConfig(**{**meta["preprocess"], "base_size": tuple(meta["base_size"])})
-    stats = {"mean": meta["mean"], "std": meta["std"]}
-    skipped = []
     files = list_images(input_dir)
     if not files:
-        raise SegError(f"{input_dir}: no images found (.png .jpg .jpeg .tif .tiff .bmp)")
-    for path in tqdm(files, desc="predict", dynamic_ncols=True):
+        raise SegError(f"{input_dir}: no images found (.png .jpg .jpeg .tif .tiff .bmp; hidden files are skipped)")
+    check_outputs(files, input_dir, outputs, overwrite)
+    predictor = Predictor.load(checkpoint, resolve_device(device, "--device"))
+    pre_cfg = predictor.meta.preprocess
+    skipped = []
+    for path in tqdm(files, desc="predict", dynamic_ncols=True, disable=None):
         try:
-            raw, depth = read_image(path)
+            raw, depth = read_image(path, pre_cfg.max_pixels)
             model_input = load_for_model(raw, depth, pre_cfg, pre_cfg.base_size, path)
         except (UnreadableFile, SegError) as exc:
             skipped.append((str(path), str(exc)))
             continue
-        ids = predict_classes(model, model_input, stats, raw.shape, device)
-        write_png(Path(output_dir) / f"{path.stem}.png", to_gray(ids, meta["gray_values"]))
-        if overlay_dir:
+        ids = predictor.classes(model_input, raw.shape)
+        write_png(Path(outputs["--output"]) / f"{path.stem}.png", to_gray(ids, predictor.meta.gray_values))
+        if "--overlays" in outputs:
             shown = resize_image(model_input.astype(np.float32), raw.shape)
             figure = samples_figure([np.clip(shown, 0, 255)], [ids], [path.name], columns=1)
-            save_figure(figure, Path(overlay_dir) / f"{path.stem}.png")
+            save_figure(figure, Path(outputs["--overlays"]) / f"{path.stem}.png")
     return skipped

@@ -8,24 +8,23 @@ from pathlib import Path
 
 import numpy as np
 
-from seglib.check import format_problems
-from seglib.errors import SegError
+from seglib.errors import SegError, format_problems
 from seglib.graymap import to_class_ids
 from seglib.io import UnreadableFile, read_image, read_mask
 from seglib.transforms import load_for_model, resize_mask
 
 
-def scan_gray_values(mask_dir, items):
+def scan_gray_values(mask_dir, items, max_pixels):
     """Sorted set of gray values over the masks of `items`."""
     values = set()
     for _, mask in items:
-        values.update(np.unique(read_mask(Path(mask_dir) / mask)).tolist())
+        values.update(np.unique(_read(read_mask, Path(mask_dir) / mask, max_pixels)[0]).tolist())
     return sorted(values)
 
 
-def _read(reader, path):
+def _read(reader, path, max_pixels):
     try:
-        return reader(path)
+        return reader(path, max_pixels)
     except UnreadableFile as exc:
         raise SegError(f"{path}: {exc}") from None
 
@@ -37,9 +36,9 @@ def prepare_items(image_dir, mask_dir, items, gray_values, pre_cfg):
     for image, mask in items:
         image_path, mask_path = Path(image_dir) / image, Path(mask_dir) / mask
         try:
-            raw, depth = _read(read_image, image_path)
+            raw, depth = _read(read_image, image_path, pre_cfg.max_pixels)
             image = load_for_model(raw, depth, pre_cfg, size, image_path)
-            ids = to_class_ids(_read(read_mask, mask_path), gray_values, mask_path)
+            ids = to_class_ids(_read(read_mask, mask_path, pre_cfg.max_pixels)[0], gray_values, mask_path)
         except SegError as exc:
             errors.append(str(exc))
             continue

@@ -30,3 +30,35 @@ def split_by_subject(pairs, units, val_fraction, test_fraction, seed):
     for image, mask in pairs:
         split[part_of.get(units[image], "train")].append([image, mask])
     return {part: sorted(items) for part, items in split.items()}
+
+
+def class_coverage(parts, grays, gray_values):
+    """Warnings for classes absent from a part's masks; an error when one is absent from all training masks.
+
+    `grays` maps image -> gray values in its mask; `gray_values` are all classes, background first.
+    A class no training mask holds cannot be learnt, and a part without it cannot score it.
+    """
+    warnings, missing = [], []
+    for class_id, gray in enumerate(gray_values):
+        if class_id == 0:
+            continue  # background is everywhere a mask is not full
+        for part in PARTS:
+            holding = sum(gray in grays[image] for image, _ in parts[part])
+            if holding:
+                continue
+            where = f"class {class_id} (gray value {gray}) appears in none of the {len(parts[part])} {part} masks"
+            if part == "train":
+                missing.append(where)
+            else:
+                warnings.append(f"{where}; its {part} scores are undefined (change data.seed or add data)")
+    if missing:
+        raise SegError("data: " + "; ".join(missing) + ": the model cannot learn it. Add training masks that "
+                       "hold it, change data.seed, or drop the value from data.gray_values")
+    return warnings
+
+
+def split_dataset(report, data_cfg):
+    """The seeded split of a checked dataset (seglib.check's report); class-coverage warnings join the report's."""
+    parts = split_by_subject(report.pairs, report.units, data_cfg.val_fraction, data_cfg.test_fraction, data_cfg.seed)
+    report.warnings += class_coverage(parts, report.grays, sorted(data_cfg.gray_values or report.gray_counts))
+    return parts

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from seglib.io import atomic_path, png_bytes_stored
+from seglib.errors import SegError
+from seglib.io import png_bytes_stored, write_bytes
 
 SIZES = (224, 240, 256, 272)
 
@@ -118,8 +119,15 @@ def _render(rng, anatomy, offset, height, width):
 
 
 def generate(out_dir, subjects=40, slices=6, seed=0):
-    """Write `images/CaseNNN_SliceKK.png` and `masks/CaseNNN_Labels_sliceKK.png` under `out_dir`."""
+    """Write `images/CaseNNN_SliceKK.png` and `masks/CaseNNN_Labels_sliceKK.png` under `out_dir`.
+
+    Refuses a folder that already holds images or masks: they may be a user's own data.
+    """
     out_dir = Path(out_dir)
+    for folder in ("images", "masks"):
+        if (out_dir / folder).is_dir() and any((out_dir / folder).iterdir()):
+            raise SegError(f"{out_dir / folder}: not empty; synth writes only into new or empty folders, so "
+                           "it never overwrites data (delete the folder first if it is an old synthetic set)")
     rng = np.random.Generator(np.random.PCG64(seed))
     for case in range(1, subjects + 1):
         anatomy = _subject(rng)
@@ -131,5 +139,4 @@ def generate(out_dir, subjects=40, slices=6, seed=0):
             stem = f"Case{case:03d}_{{}}{k + 1:02d}.png"
             for folder, name, array in (("images", stem.format("Slice"), image),
                                         ("masks", stem.format("Labels_slice"), mask)):
-                with atomic_path(out_dir / folder / name) as tmp:
-                    tmp.write_bytes(png_bytes_stored(array))
+                write_bytes(out_dir / folder / name, png_bytes_stored(array))

@@ -16,7 +16,8 @@ from tqdm import tqdm
 
 from seglib.errors import SegError
 from seglib.metrics import confusion, scores
-from seglib.models import build_model, count_parameters, min_input_side, resolve_device
+from seglib.inference import resolve_device, use_threads
+from seglib.models import build_model, count_parameters, min_input_side
 from seglib.transforms import normalise
 
 EPOCH_COLUMNS = ("loss", "accuracy", "iou", "dice", "precision", "recall", "f1")
@@ -119,7 +120,7 @@ def train_step(model, images, masks, optimizer, loss_kind, precision):
 def train_one_epoch(model, loader, optimizer, device, num_classes, cfg, precision, generator, desc):
     model.train()
     matrix, total, seen = np.zeros((num_classes, num_classes), np.int64), 0.0, 0
-    bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)
+    bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None)
     for images, masks in bar:
         images, masks = flip_batch(images, masks, cfg.hflip, cfg.vflip, generator)
         images, masks = jitter_batch(images, masks, cfg, generator)
@@ -135,7 +136,7 @@ def train_one_epoch(model, loader, optimizer, device, num_classes, cfg, precisio
 def evaluate(model, loader, device, num_classes, loss_kind, precision, desc):
     model.eval()
     matrix, total, seen = np.zeros((num_classes, num_classes), np.int64), 0.0, 0
-    bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)
+    bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None)
     for images, masks in bar:
         images, masks = to_device(images, masks, device)
         with autocast(device, precision):
@@ -187,9 +188,11 @@ def make_loaders(train_arrays, val_arrays, model_cfg, train_cfg, stats, name):
     return train_loader, val_loader
 
 
-def fit(train_arrays, val_arrays, model_cfg, train_cfg, num_classes, stats, name):
+def fit(train_arrays, val_arrays, model_cfg, train_cfg, meta, name):
     """Train `model_cfg` on the prepared arrays; keep the epoch with the best validation foreground Dice."""
+    num_classes, stats = meta.num_classes, {"mean": meta.mean, "std": meta.std}
     train_loader, val_loader = make_loaders(train_arrays, val_arrays, model_cfg, train_cfg, stats, name)
+    use_threads(train_cfg.threads)
     torch.manual_seed(train_cfg.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     device = resolve_device(train_cfg.device)

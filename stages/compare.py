@@ -1,8 +1,8 @@
 """compare: the comparison figures, metrics/compare.json and the report, for every model in params.
 
 python -m stages.compare --train-metrics metrics/train --train-logs plots/train --test-metrics metrics/test
-    --per-image plots/eval --models models --eval-timing artifacts/eval_timing.json --metrics metrics/compare.json
-    --figures plots/compare --report reports/report.md --html reports/report.html
+    --per-image plots/eval --metrics metrics/compare.json --figures plots/compare
+    --report reports/report.md --html reports/report.html
 """
 import argparse
 import os
@@ -17,7 +17,7 @@ from seglib.plots import CURVE_METRICS, comparison_figure
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
-    for name in ("--train-metrics", "--train-logs", "--test-metrics", "--per-image", "--models", "--eval-timing",
+    for name in ("--train-metrics", "--train-logs", "--test-metrics", "--per-image",
                  "--metrics", "--figures", "--report", "--html"):
         parser.add_argument(name, required=True)
     parser.add_argument("--params", default="params.yaml")
@@ -28,8 +28,6 @@ def main(argv=None):
     test = {m: read_json(Path(args.test_metrics) / f"{m}.json") for m in names}
     rows = {m: read_csv(Path(args.per_image) / f"{m}.csv") for m in names}
     histories = {m: read_csv(Path(args.train_logs) / f"{m}.csv") for m in names}
-    eval_timing = read_json(args.eval_timing)
-    timing = {m: {**read_json(Path(args.models) / m / "timing.json"), **eval_timing[m]} for m in names}
     result = compare_models(train, test, rows, cmp_cfg)
     figures = []
     for metric in CURVE_METRICS:
@@ -40,9 +38,9 @@ def main(argv=None):
     report_dir = Path(args.report).parent
     links = [os.path.relpath(f, report_dir) for f in figures]
     links += [os.path.relpath(Path(args.per_image) / f"{m}_best_worst.png", report_dir) for m in names]
-    write_text(args.report, report_markdown(result, timing, links))
+    write_text(args.report, report_markdown(result, links))
     embedded = figures + [Path(args.per_image) / f"{m}_best_worst.png" for m in names]
-    write_text(args.html, report_html(result, timing, embedded))
+    write_text(args.html, report_html(result, embedded))
     for key, leader in result["ahead"].items():
         print(f"ahead on {key}: {leader}")
 

@@ -12,6 +12,7 @@ from seglib.io import read_json, save_figure, write_json, write_npz
 from seglib.errors import run_cli
 from seglib.plots import samples_figure
 from seglib.prepare import intensity_stats, prepare_items, scan_gray_values
+from seglib.prepared_meta import PreparedMeta
 from seglib.split import PARTS
 
 SAMPLES_SHOWN = 8
@@ -27,14 +28,13 @@ def main(argv=None):
     data_cfg, pre_cfg = config.section(params, "data"), config.section(params, "preprocess")
     parts = read_json(args.split)
     every_item = [item for part in PARTS for item in parts[part]]
-    graymap = build_graymap(data_cfg.gray_values or scan_gray_values(args.masks, every_item))
+    graymap = build_graymap(data_cfg.gray_values or scan_gray_values(args.masks, every_item, pre_cfg.max_pixels))
     arrays = {part: prepare_items(args.images, args.masks, parts[part], graymap["gray_values"], pre_cfg)
               for part in PARTS}
-    meta = {**graymap, "base_size": list(pre_cfg.base_size), **intensity_stats(arrays["train"]["images"]),
-            "preprocess": {k: v for k, v in vars(pre_cfg).items()}}
+    meta = PreparedMeta(tuple(graymap["gray_values"]), **intensity_stats(arrays["train"]["images"]), preprocess=pre_cfg)
     for part in PARTS:
         write_npz(Path(args.prepared) / f"{part}.npz", **arrays[part])
-    write_json(Path(args.prepared) / "meta.json", meta)
+    write_json(Path(args.prepared) / "meta.json", meta.to_dict())
     write_json(args.graymap, graymap)
     train = arrays["train"]
     save_figure(samples_figure(train["images"][:SAMPLES_SHOWN], train["masks"][:SAMPLES_SHOWN],

@@ -8,7 +8,7 @@ from seglib import config
 from seglib.check import check_dataset
 from seglib.errors import run_cli
 from seglib.io import write_json
-from seglib.split import PARTS, split_by_subject
+from seglib.split import PARTS, split_dataset
 
 
 def main(argv=None):
@@ -17,9 +17,10 @@ def main(argv=None):
         parser.add_argument(name, required=True)
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
-    data_cfg = config.section(config.load_params(args.params), "data")
-    report = check_dataset(args.images, args.masks, data_cfg)
-    parts = split_by_subject(report.pairs, report.units, data_cfg.val_fraction, data_cfg.test_fraction, data_cfg.seed)
+    params = config.load_params(args.params)  # checks every section: the first stage fails in seconds
+    data_cfg, pre_cfg = config.section(params, "data"), config.section(params, "preprocess")
+    report = check_dataset(args.images, args.masks, data_cfg, pre_cfg.max_pixels)
+    parts = split_dataset(report, data_cfg)
     counts = {p: {"images": len(parts[p]), "subjects": len({report.subjects[i] for i, _ in parts[p]})} for p in PARTS}
     for warning in report.warnings:
         print(f"warning: {warning}")

@@ -7,6 +7,13 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_meta(gray_values=(0, 255), base_size=(32, 32), mean=0.2, std=0.3):
+    """The prepared-data contract of a tiny dataset, as preprocess would write it."""
+    from seglib.config import PreprocessConfig
+    from seglib.prepared_meta import PreparedMeta
+    return PreparedMeta(tuple(gray_values), mean, std, PreprocessConfig(base_size=tuple(base_size)))
 SHARED = REPO.parent / "shared"
 
 

@@ -28,10 +28,10 @@ def test_three_models_are_compared_pairwise(tmp_path):
     assert result["paired_image_dice"]["unet_minus_deeplabv3"]["units"] == 2  # two subjects
     assert result["ahead"]["test_fg_dice"] == "tie: unet, unet_wide"
     assert result["ahead"]["test_hd95_median"] == "deeplabv3"  # lower is better
-    timing = {m: {"train_seconds": 10.0, "images_per_second": 5.0} for m in models}
     figure = tmp_path / "dice.png"
     figure.write_bytes(b"\x89PNG fake")
-    markdown = report_markdown(result, timing, ["dice.png"])
+    markdown = report_markdown(result, ["dice.png"])
     assert "| test Dice (fg) | 0.8750 | 0.6750 | 0.8750 |" in markdown
-    html = report_html(result, timing, [figure])
-    assert html.count("<tr>") == 1 + 14 and "data:image/png;base64," in html
+    assert "time" not in markdown.split("## Paired")[0].split("\n|", 1)[1]  # no run-dependent rows
+    html = report_html(result, [figure])
+    assert html.count("<tr>") == 1 + 12 and "data:image/png;base64," in html

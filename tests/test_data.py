@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from seglib import config
+from seglib.io import DEFAULT_MAX_PIXELS
 from seglib.check import check_dataset, pair_files
 from seglib.config import DataConfig, PreprocessConfig
 from seglib.errors import SegError
@@ -35,7 +36,7 @@ def test_every_unpaired_file_is_reported_at_once(square_dataset):
     (square_dataset / "masks" / "S0_0.png").unlink()
     (square_dataset / "masks" / "S1_1.png").rename(square_dataset / "masks" / "orphan.png")
     with pytest.raises(SegError) as info:
-        check_dataset(square_dataset / "images", square_dataset / "masks", DataConfig())
+        check_dataset(square_dataset / "images", square_dataset / "masks", DataConfig(), DEFAULT_MAX_PIXELS)
     text = str(info.value)
     assert "3 problem(s)" in text
     assert "S0_0.png: no mask named S0_0.*" in text and "S1_1.png: no mask named" in text
@@ -44,7 +45,7 @@ def test_every_unpaired_file_is_reported_at_once(square_dataset):
 
 def test_split_is_grouped_seeded_and_independent_of_listing_order(square_dataset):
     cfg = DataConfig(group_regex=r"^(S\d+)_", val_fraction=0.2, test_fraction=0.2, seed=3)
-    report = check_dataset(square_dataset / "images", square_dataset / "masks", cfg)
+    report = check_dataset(square_dataset / "images", square_dataset / "masks", cfg, DEFAULT_MAX_PIXELS)
     parts = split_by_subject(report.pairs, report.units, 0.2, 0.2, 3)
     shuffled = list(reversed(report.pairs))
     assert split_by_subject(shuffled, report.units, 0.2, 0.2, 3) == parts
@@ -58,7 +59,7 @@ def test_split_is_grouped_seeded_and_independent_of_listing_order(square_dataset
 
 def test_regex_that_matches_nothing_names_the_setting(square_dataset):
     with pytest.raises(SegError, match=r"data.group_regex: '\^\(Case\\d\+\)_' matches none of the 12 image names"):
-        check_dataset(square_dataset / "images", square_dataset / "masks", DataConfig(group_regex=r"^(Case\d+)_"))
+        check_dataset(square_dataset / "images", square_dataset / "masks", DataConfig(group_regex=r"^(Case\d+)_"), DEFAULT_MAX_PIXELS)
 
 
 def test_gray_map_round_trip_and_unknown_value():
@@ -128,7 +129,7 @@ def test_subjects_sharing_an_image_are_one_split_unit(square_dataset):
     Image.fromarray(np.full((32, 32), 9, np.uint8)).save(images / "S2_0.png")  # blank slices are alike, not copies
     Image.fromarray(np.full((32, 32), 9, np.uint8)).save(images / "S3_0.png")
     cfg = DataConfig(group_regex=r"^(S\d+)_")
-    report = check_dataset(images, square_dataset / "masks", cfg)
+    report = check_dataset(images, square_dataset / "masks", cfg, DEFAULT_MAX_PIXELS)
     assert report.units["S1_0.png"] == report.units["S4_0.png"] == "S1+S4"
     assert report.units["S2_0.png"] == "S2" and report.units["S3_0.png"] == "S3"
     assert report.summary()["subjects"] == 6 and report.summary()["split_units"] == 5
@@ -144,7 +145,7 @@ def test_subjects_sharing_an_image_are_one_split_unit(square_dataset):
 def test_a_slice_stored_twice_in_one_subject_is_a_warning(square_dataset):
     images = square_dataset / "images"
     (images / "S0_1.png").write_bytes((images / "S0_0.png").read_bytes())
-    report = check_dataset(images, square_dataset / "masks", DataConfig(group_regex=r"^(S\d+)_"))
+    report = check_dataset(images, square_dataset / "masks", DataConfig(group_regex=r"^(S\d+)_"), DEFAULT_MAX_PIXELS)
     assert report.units["S0_0.png"] == "S0" and report.summary()["split_units"] == 6
     assert report.warnings == ["S0: 1 image(s) stored more than once (e.g. S0_0.png = S0_1.png); "
                                "a repeated slice weighs twice in training and scoring"]

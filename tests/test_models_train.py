@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import tiny_meta
 from seglib.config import ModelConfig, TrainConfig
 from seglib.errors import SegError
 from seglib.models import build_model, load_checkpoint, save_checkpoint
@@ -91,7 +92,7 @@ def _tiny_arrays(n, seed):
 def _fit(epochs=4, arch="unet", precision="fp32"):
     cfg = ModelConfig(arch=arch, width=8, batch_size=4, lr=3e-3, precision=precision)
     train_cfg = TrainConfig(epochs=epochs, device="cpu")
-    return fit(_tiny_arrays(16, 0), _tiny_arrays(8, 1), cfg, train_cfg, 2, {"mean": 0.2, "std": 0.3}, "t")
+    return fit(_tiny_arrays(16, 0), _tiny_arrays(8, 1), cfg, train_cfg, tiny_meta(), "t")
 
 
 def test_training_learns_and_is_deterministic():
@@ -119,8 +120,7 @@ def test_bf16_autocast_trains_in_bfloat16_and_keeps_float32_weights():
 
 def test_model_epochs_override_train_epochs():
     cfg = ModelConfig(arch="unet", width=4, batch_size=4, epochs=2)
-    result = fit(_tiny_arrays(8, 0), _tiny_arrays(4, 1), cfg, TrainConfig(epochs=5, device="cpu"), 2,
-                 {"mean": 0.2, "std": 0.3}, "t")
+    result = fit(_tiny_arrays(8, 0), _tiny_arrays(4, 1), cfg, TrainConfig(epochs=5, device="cpu"), tiny_meta(), "t")
     assert [r["epoch"] for r in result.history] == [1, 2]
     assert result.history[1]["lr"] < result.history[0]["lr"]
 
@@ -133,23 +133,27 @@ def test_deeplabv3_trains_one_epoch():
 def test_batch_larger_than_training_set_is_a_clear_error():
     cfg = ModelConfig(arch="unet", width=4, batch_size=32)
     with pytest.raises(SegError, match=r"models.t.batch_size: 32 is larger than the 16 training images"):
-        fit(_tiny_arrays(16, 0), _tiny_arrays(4, 1), cfg, TrainConfig(epochs=1, device="cpu"), 2,
-            {"mean": 0.0, "std": 1.0}, "t")
+        fit(_tiny_arrays(16, 0), _tiny_arrays(4, 1), cfg, TrainConfig(epochs=1, device="cpu"),
+            tiny_meta(mean=0.0, std=1.0), "t")
 
 
 @pytest.mark.parametrize("unet", [{}, {"norm": "instance"}, {"depth": 3}])
 def test_checkpoint_round_trip_and_mismatch(tmp_path, unet):
     cfg = ModelConfig(arch="unet", width=4, **unet)
     model = build_model(cfg, 3)
-    save_checkpoint(tmp_path / "m.pt", model, cfg, 3, {"gray_values": [0, 1, 2]})
+    save_checkpoint(tmp_path / "m.pt", model, cfg, tiny_meta((0, 1, 2)), "m")
     loaded, meta = load_checkpoint(tmp_path / "m.pt")
-    assert meta["gray_values"] == [0, 1, 2]
+    assert meta == tiny_meta((0, 1, 2))
     x = torch.randn(1, 1, 32, 32)
     assert torch.equal(loaded(x), model.eval()(x))
     ckpt = torch.load(tmp_path / "m.pt", weights_only=True)
-    ckpt["num_classes"] = 5
+    ckpt["settings"]["width"] = 8
     torch.save(ckpt, tmp_path / "bad.pt")
-    with pytest.raises(SegError, match=r"bad.pt: weights do not fit a unet with 5 classes"):
+    with pytest.raises(SegError, match=r"bad.pt: weights do not fit a unet with 3 classes"):
+        load_checkpoint(tmp_path / "bad.pt")
+    ckpt["settings"]["width"], ckpt["num_classes"] = 4, 5
+    torch.save(ckpt, tmp_path / "bad.pt")
+    with pytest.raises(SegError, match=r"bad.pt: num_classes 5 disagrees with meta's 3 gray values"):
         load_checkpoint(tmp_path / "bad.pt")
     torch.save({"state_dict": {}}, tmp_path / "other.pt")
     with pytest.raises(SegError, match="not a checkpoint written by this pipeline"):

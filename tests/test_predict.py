@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_module
+from conftest import run_module, tiny_meta
 from seglib.config import ModelConfig
 from seglib.models import build_model, save_checkpoint
 
@@ -14,10 +14,7 @@ GRAYS = [0, 128, 255]
 def checkpoint(tmp_path):
     cfg = ModelConfig(arch="unet", width=4)
     model = build_model(cfg, 3)
-    meta = {"gray_values": GRAYS, "num_classes": 3, "base_size": [32, 32], "mean": 0.3, "std": 0.2,
-            "preprocess": {"base_size": [32, 32], "ct_window": False, "window_level": 40.0,
-                           "window_width": 400.0, "hu_offset": 0.0}}
-    save_checkpoint(tmp_path / "model.pt", model, cfg, 3, meta)
+    save_checkpoint(tmp_path / "model.pt", model, cfg, tiny_meta(GRAYS, mean=0.3, std=0.2), "unet")
     return tmp_path / "model.pt"
 
 

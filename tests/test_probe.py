@@ -4,6 +4,7 @@ import numpy as np
 import torch
 
 from bench.probe import components, off_target, probe_split
+from conftest import tiny_meta
 from seglib.metrics import scores
 
 
@@ -27,7 +28,7 @@ def arrays():
 
 def test_flips_and_thresholds_score_the_same_pixels_as_plain_prediction():
     units = {"a_1.png": "a", "b_1.png": "b", "b_2.png": "b"}
-    matrices, objects, subject_dice = probe_split(Pointwise(), {"mean": 0.1, "std": 1.0}, arrays(), units, every=1)
+    matrices, objects, subject_dice = probe_split(Pointwise(), tiny_meta(mean=0.1, std=1.0), arrays(), units, every=1)
     assert set(matrices) == {"plain", "hflip", "hvflip", "fg > 0.3", "fg > 0.4", "fg > 0.6", "fg > 0.7"}
     for matrix in matrices.values():
         assert matrix.tolist() == matrices["plain"].tolist()
@@ -42,7 +43,7 @@ def test_flips_and_thresholds_score_the_same_pixels_as_plain_prediction():
 
 
 def test_every_nth_slice():
-    matrices, objects, subject_dice = probe_split(Pointwise(), {"mean": 0.1, "std": 1.0}, arrays(),
+    matrices, objects, subject_dice = probe_split(Pointwise(), tiny_meta(mean=0.1, std=1.0), arrays(),
                                                   {"a_1.png": "a", "b_2.png": "b"}, every=2)
     assert matrices["plain"][1].tolist() == [4, 34]
     assert set(subject_dice) == {"a", "b"}

@@ -10,6 +10,7 @@ import pytest
 
 from bench.scratch import dvc, scratch_project
 from conftest import SHARED
+from seglib.io import DEFAULT_MAX_PIXELS
 from seglib.check import check_dataset
 from seglib.config import DataConfig
 from seglib.split import split_by_subject
@@ -68,7 +69,7 @@ def test_copied_subjects_in_myosegmentum_never_straddle_the_split():
     """MyoSegmenTUM as redistributed holds four subjects twice under a second id (checked by md5)."""
     root = DATASETS / "myosegmentum-sagittal"
     cfg = DataConfig(image_token="Slice", mask_token="Labels_slice", group_regex=r"^(Case\d+)_")
-    report = check_dataset(root / "images", root / "masks", cfg)
+    report = check_dataset(root / "images", root / "masks", cfg, DEFAULT_MAX_PIXELS)
     copies = {"Case18+Case19", "Case32+Case33", "Case51+Case53", "Case52+Case54"}
     assert copies <= set(report.units.values())
     assert report.summary()["subjects"] == 54 and report.summary()["split_units"] == 50
