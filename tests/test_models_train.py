@@ -158,3 +158,9 @@ def test_checkpoint_round_trip_and_mismatch(tmp_path, unet):
     torch.save({"state_dict": {}}, tmp_path / "other.pt")
     with pytest.raises(SegError, match="not a checkpoint written by this pipeline"):
         load_checkpoint(tmp_path / "other.pt")
+
+
+def test_settings_and_registry_name_the_same_models():
+    from seglib import config, models
+    assert set(models.REGISTRY) == set(config.ARCHS)
+    assert set(models.BACKBONES) == set(config.BACKBONES)

@@ -72,11 +72,13 @@ def test_model_param_change_reruns_only_that_model(tiny_repo):
 
 
 def test_same_inputs_give_identical_metric_files(tiny_repo, tmp_path):
-    first = {p: (tiny_repo / p).read_bytes() for p in ("metrics/train/unet.json", "metrics/test/deeplabv3.json")}
     sh("git", "checkout", "-q", "--", ".", cwd=tiny_repo)
     dvc("checkout", "-q", cwd=tiny_repo, check=False)
-    dvc("repro", "-f", "train@unet", "train@deeplabv3", "evaluate", cwd=tiny_repo)
-    for path, content in first.items():
+    outputs = ("metrics/train/unet.json", "metrics/test/deeplabv3.json", "models/unet/model.pt",
+               "models/deeplabv3/model.pt", "reports/report.md", "dvc.lock")
+    first = {p: (tiny_repo / p).read_bytes() for p in outputs}
+    dvc("repro", "-f", "train@unet", "train@deeplabv3", "evaluate", "compare", cwd=tiny_repo)
+    for path, content in first.items():  # checkpoints too: dvc.lock does not churn on a retrain
         assert (tiny_repo / path).read_bytes() == content, path
 
 
@@ -95,3 +97,17 @@ def test_pages_render_offline_in_a_real_browser(tiny_repo, tmp_path):
     assert "<canvas" not in browser.rendered_dom(tmp_path / "cdn" / "index.html")
     # the report: its embedded figures draw (a blank page would be almost all white)
     assert browser.screenshot_ink(tiny_repo / "reports/report.html", tmp_path / "report.png") > 0.05
+
+
+def test_misspelt_section_fails_dvc_repro_in_seconds(tiny_repo):
+    sh("git", "checkout", "-q", "--", ".", cwd=tiny_repo)
+    params = tiny_repo / "params.yaml"
+    original = params.read_text()
+    params.write_text(original + "trian:\n  epochs: 3\n")
+    try:
+        out = dvc("repro", cwd=tiny_repo, check=False)
+        assert out.returncode != 0
+        assert "trian: unknown top-level key in params.yaml (did you mean 'train'?)" in out.stdout + out.stderr
+        assert not ran_stages(out.stdout) & {"train@unet", "train@deeplabv3"}
+    finally:
+        params.write_text(original)

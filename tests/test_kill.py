@@ -1,0 +1,85 @@
+"""Faults: `dvc repro` killed (SIGKILL) inside each kind of stage leaves only whole, parseable outputs,
+nothing that Git or DVC sees as part of an output, and the next `dvc repro` finishes the run with the
+same metric bytes as a run that was never interrupted."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+from PIL import Image
+
+from bench.scratch import BIN, ENV, dvc, sh
+from seglib.io import TEMP_SUFFIX
+from seglib.models import load_checkpoint
+from test_pipeline import make_tiny_repo
+
+# stage -> seconds after it starts: before its imports finish, mid-training, while writing outputs
+KILL_POINTS = {"split": 0.5, "train@unet": 3.5, "train@deeplabv3": 5.0, "evaluate": 4.0, "compare": 4.5}
+METRICS = ("metrics/eval.json", "metrics/train/unet.json", "metrics/test/deeplabv3.json", "metrics/compare.json")
+
+
+def repro_killed_in(root, stage, delay):
+    """Start `dvc repro`, SIGKILL its whole process group `delay` s after `stage` starts; True if killed."""
+    log = root / "kill.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([str(BIN / "dvc"), "repro"], cwd=root, env=ENV, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:
+        if f"Running stage '{stage}'" in log.read_text():
+            time.sleep(delay)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return True
+        time.sleep(0.05)
+    proc.wait()
+    return False
+
+
+def assert_outputs_whole(root):
+    """Every output that exists parses; no temporary file is visible to Git."""
+    for path in sorted(p for d in ("artifacts", "metrics", "plots", "reports", "models") for p in (root / d).rglob("*")):
+        if not path.is_file() or path.name == ".gitignore":
+            continue
+        if path.name.endswith(TEMP_SUFFIX):
+            continue  # a killed write's leftover: ignored by .gitignore and .dvcignore, checked below
+        if path.suffix == ".json":
+            json.loads(path.read_text())
+        elif path.suffix == ".csv":
+            assert list(csv.DictReader(path.open())), path
+        elif path.suffix == ".npz":
+            with np.load(path) as arrays:
+                assert arrays.files, path
+        elif path.suffix == ".png":
+            Image.open(path).verify()
+        elif path.suffix == ".pt":
+            load_checkpoint(path)
+    status = sh("git", "status", "--porcelain", "--untracked-files=all", cwd=root).stdout
+    assert TEMP_SUFFIX not in status, status
+
+
+def test_repro_killed_in_every_stage_recovers_to_the_uninterrupted_bytes(tmp_path):
+    reference = make_tiny_repo(tmp_path / "reference")
+    dvc("repro", cwd=reference)
+    expected = {m: (reference / m).read_bytes() for m in METRICS}
+
+    root = make_tiny_repo(tmp_path / "killed")
+    killed = []
+    for stage, delay in KILL_POINTS.items():  # each run resumes where DVC left off, then dies again
+        if repro_killed_in(root, stage, delay):
+            killed.append(stage)
+            assert_outputs_whole(root)
+    assert len(killed) >= 3, (root / "kill.log").read_text()[-3000:]
+    dvc("repro", cwd=root)
+    assert "Data and pipelines are up to date" in dvc("status", cwd=root).stdout
+    assert_outputs_whole(root)
+    assert {m: (root / m).read_bytes() for m in METRICS} == expected
+
+    # a leftover of a write killed between writing and renaming changes no hash and no Git status
+    for folder in ("plots/train", "artifacts/prepared", "models/unet"):
+        (root / folder / f".x.csv.dead{TEMP_SUFFIX}").write_text("half")
+    assert "Data and pipelines are up to date" in dvc("status", cwd=root).stdout
+    assert TEMP_SUFFIX not in sh("git", "status", "--porcelain", "--untracked-files=all", cwd=root).stdout
