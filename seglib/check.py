@@ -200,13 +200,12 @@ def _outside_links(folder, roots):
 
 def _folder_warnings(image_dir, mask_dir):
     """Hidden files that are skipped, and links that DVC would replace with copies."""
-    warnings = []
+    warnings, roots = [], [Path(image_dir).resolve(), Path(mask_dir).resolve()]
     for folder in (image_dir, mask_dir):
         hidden = hidden_images(folder)
         if hidden:
             warnings.append(f"{folder}: skipped {len(hidden)} hidden file(s) with a leading dot "
                             f"(e.g. {hidden[0].name}: macOS AppleDouble or editor files); they are not slices")
-        roots = [Path(image_dir).resolve(), Path(mask_dir).resolve()]
         for link in _outside_links(folder, roots):
             warnings.append(f"{link}: a symbolic link to {link.resolve()}, outside the dataset; it is read "
                             "through the link, but DVC stores the file itself and `dvc checkout` puts back a "

@@ -22,6 +22,7 @@ _FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
 MAX_SEED = 2 ** 32 - 1
+MAX_CLASSES = 255  # class ids are stored as uint8
 
 
 def _check_seed(seed, where):
@@ -68,8 +69,8 @@ class DataConfig:
                 v != int(v) or not 0 <= v <= 65535 for v in self.gray_values)):
             raise SegError(f"{where}.gray_values: expected at least two whole gray values from 0 to 65535 "
                            f"(background first), got {list(self.gray_values)}")
-        if not 2 <= self.max_classes <= 255:
-            raise SegError(f"{where}.max_classes: must be 2 to 255, got {self.max_classes}")
+        if not 2 <= self.max_classes <= MAX_CLASSES:
+            raise SegError(f"{where}.max_classes: must be 2 to {MAX_CLASSES}, got {self.max_classes}")
         _check_seed(self.seed, where)
 
 

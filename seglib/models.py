@@ -168,15 +168,19 @@ def _load_tensors(path, what):
                        ) from None
 
 
+def _require_state_dict(state, where):
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise SegError(f"{where}: expected a state dict (names -> tensors)")
+    return state
+
+
 def load_local_weights(model, path):
     """Initialise from a local state-dict file (e.g. torchvision's DeepLabV3 or backbone weights).
 
     Only tensors whose names and shapes match are taken (a 21-class COCO head is
     skipped); the file is read with weights_only=True, never unpickled freely.
     """
-    state = _load_tensors(path, "weights")
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise SegError(f"{path}: weights: expected a state dict (names -> tensors)")
+    state = _require_state_dict(_load_tensors(path, "weights"), f"{path}: weights")
     own = model.state_dict()
     prefixes = ("", "net.", "net.backbone.", "net.net.", "net.net.backbone.")
     taken = {}
@@ -229,9 +233,7 @@ def load_checkpoint(path, device="cpu"):
     meta = read_meta(ckpt["meta"], f"{path}: meta")
     if ckpt["num_classes"] != meta.num_classes:
         raise SegError(f"{path}: num_classes {ckpt['num_classes']!r} disagrees with meta's {meta.num_classes} gray values")
-    state = ckpt["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise SegError(f"{path}: state_dict: expected names -> tensors")
+    state = _require_state_dict(ckpt["state_dict"], f"{path}: state_dict")
     model = build_model(cfg, meta.num_classes)
     try:
         model.load_state_dict(state)

@@ -77,7 +77,7 @@ def predict_folder(checkpoint, input_dir, outputs, device="auto", overwrite=Fals
     for path in tqdm(files, desc="predict", dynamic_ncols=True, disable=None):
         try:
             raw, depth = read_image(path, pre_cfg.max_pixels)
-            model_input = load_for_model(raw, depth, pre_cfg, pre_cfg.base_size, path)
+            model_input = load_for_model(raw, depth, pre_cfg, path)
         except (UnreadableFile, SegError) as exc:
             skipped.append((str(path), str(exc)))
             continue

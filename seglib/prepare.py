@@ -37,7 +37,7 @@ def prepare_items(image_dir, mask_dir, items, gray_values, pre_cfg):
         image_path, mask_path = Path(image_dir) / image, Path(mask_dir) / mask
         try:
             raw, depth = _read(read_image, image_path, pre_cfg.max_pixels)
-            image = load_for_model(raw, depth, pre_cfg, size, image_path)
+            image = load_for_model(raw, depth, pre_cfg, image_path)
             ids = to_class_ids(_read(read_mask, mask_path, pre_cfg.max_pixels)[0], gray_values, mask_path)
         except SegError as exc:
             errors.append(str(exc))

@@ -8,9 +8,9 @@ import dataclasses
 import math
 
 from seglib import config
+from seglib.config import MAX_CLASSES
 from seglib.errors import SegError
-
-MAX_CLASSES = 255  # class ids are stored as uint8
+from seglib.graymap import build_graymap
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,9 +29,7 @@ class PreparedMeta:
         return tuple(self.preprocess.base_size)
 
     def to_dict(self):
-        return {"gray_values": list(self.gray_values),
-                "class_of_gray": {str(g): i for i, g in enumerate(self.gray_values)},
-                "num_classes": self.num_classes, "base_size": list(self.base_size),
+        return {**build_graymap(self.gray_values), "base_size": list(self.base_size),
                 "mean": self.mean, "std": self.std, "preprocess": dataclasses.asdict(self.preprocess)}
 
 
@@ -64,7 +62,7 @@ def read_meta(raw, where):
                        f"from 0 to 65535, got {grays!r}")
     if raw["num_classes"] != len(grays):
         raise SegError(f"{where}.num_classes: {raw['num_classes']!r} disagrees with the {len(grays)} gray values")
-    if "class_of_gray" in raw and raw["class_of_gray"] != {str(g): i for i, g in enumerate(grays)}:
+    if "class_of_gray" in raw and raw["class_of_gray"] != build_graymap(grays)["class_of_gray"]:
         raise SegError(f"{where}.class_of_gray: disagrees with gray_values {grays}")
     preprocess = config.build_section(config.PreprocessConfig, raw["preprocess"], f"{where}.preprocess")
     if raw["base_size"] != list(preprocess.base_size):

@@ -41,9 +41,9 @@ def resize_mask(ids, size):
     return np.asarray(Image.fromarray(ids).resize((size[1], size[0]), Image.NEAREST))
 
 
-def load_for_model(raw, bit_depth, pre_cfg, base_size, where):
-    """A raw image -> the uint8 array the models see (windowed, resized to base_size)."""
-    unit = resize_image(to_unit_range(raw, bit_depth, pre_cfg, where), base_size)
+def load_for_model(raw, bit_depth, pre_cfg, where):
+    """A raw image -> the uint8 array the models see (windowed, resized to pre_cfg.base_size)."""
+    unit = resize_image(to_unit_range(raw, bit_depth, pre_cfg, where), pre_cfg.base_size)
     return np.floor(np.clip(unit, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
