@@ -6,7 +6,7 @@ Each environment runs in its own process (oneDNN and ATen read their ISA caps
 once): a few seeded optimiser steps of UNet and DeepLabV3 on fixed random
 slices, then a digest of the weights; equal digests mean bitwise equal
 training. Each environment runs twice: unpinned (SEGLIB_NATIVE_CPU=1, threads
-as the environment says) and pinned (seglib's CPU_PINS and train.threads'
+as the environment says) and pinned (seglib's CPU_PINS and runtime.threads'
 default). An environment's caps stand in for another CPU: capping this one
 below its own ISA is the only other CPU a single machine can show.
 """
@@ -44,19 +44,19 @@ def child(steps, size, pinned):
     """Train both models a few steps in this process; print a JSON line of digests and seconds."""
     import torch
 
-    from seglib.config import ModelConfig, TrainConfig
-    from seglib.inference import use_threads
+    from seglib.config import ARCHS, RuntimeConfig
+    from seglib.inference import use_runtime
     from seglib.models import build_model
     from seglib.train import segmentation_loss
     if pinned:
-        use_threads(TrainConfig().threads)
+        use_runtime(RuntimeConfig(device="cpu"))
     out = {"isa": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads()}
     for arch in ("unet", "deeplabv3"):
         torch.manual_seed(0)
         gen = torch.Generator().manual_seed(1)
         images = torch.randn(4, 1, size, size, generator=gen)
         masks = (images[:, 0] > 0.5).long()
-        model = build_model(ModelConfig(arch=arch), 2, bn_momentum=0.1)
+        model = build_model(ARCHS[arch](), 2, bn_momentum=0.1)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
         start = time.perf_counter()
         for _ in range(steps):

@@ -5,23 +5,24 @@ so the cost of instance norm is read off the same run.
 
     python -m bench.precision --size 224 --batch 8 --steps 5
 
-Each step is the training loop's own work (seglib.train: channels_last batch,
-autocast forward, CE + Dice loss, backward, AdamW step) on random data; the
+Each step is the training loop's own step (seglib.train.training_step: channels_last
+batch, autocast forward, CE + Dice loss, backward, AdamW step) on random data; the
 first step of each case is a warm-up and not timed. Each line ends with the
 ratio fp32 time / bf16 time, the figure to read on a noisy machine.
 """
 import argparse
+import functools
 import time
 
 import torch
 
-from seglib.config import ModelConfig, TrainConfig
+from seglib.config import DeepLabV3Config, TrainConfig, UNetConfig
 from seglib.models import build_model
-from seglib.train import to_device, train_step
+from seglib.train import segmentation_loss, training_step
 
-CASES = {"unet": ModelConfig(arch="unet", width=16),
-         "unet-instance": ModelConfig(arch="unet", width=16, norm="instance"),
-         "deeplabv3": ModelConfig(arch="deeplabv3", backbone="mobilenet_v3_large")}
+CASES = {"unet": UNetConfig(width=16),
+         "unet-instance": UNetConfig(width=16, norm="instance"),
+         "deeplabv3": DeepLabV3Config(backbone="mobilenet_v3_large")}
 
 
 def seconds_per_step(model_cfg, precision, size, batch, steps, device):
@@ -29,11 +30,13 @@ def seconds_per_step(model_cfg, precision, size, batch, steps, device):
     cfg = TrainConfig()
     model = build_model(model_cfg, 2, cfg.bn_momentum).to(device, memory_format=torch.channels_last).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    images, masks = to_device(torch.randn(batch, 1, size, size), torch.randint(0, 2, (batch, size, size)), device)
+    step = training_step(model, functools.partial(segmentation_loss, kind=cfg.loss), optimizer,
+                         lambda images, masks: (images, masks), precision)
+    images, masks = torch.randn(batch, 1, size, size), torch.randint(0, 2, (batch, size, size))
     times = []
     for _ in range(steps + 1):
         start = time.perf_counter()
-        train_step(model, images, masks, optimizer, cfg.loss, precision)
+        step(images, masks)
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)

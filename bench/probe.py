@@ -17,15 +17,15 @@ thresholds, flips and training-set fit come from this script.
 """
 import argparse
 import collections
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from seglib.inference import Predictor
 from seglib.io import read_json, read_npz
 from seglib.metrics import confusion, scores
-from seglib.models import load_checkpoint
-from seglib.transforms import normalise
 
 THRESHOLDS = (0.3, 0.4, 0.6, 0.7)
 OFF_TARGET = 0.1   # a component is a whole-object error when under this fraction of it overlaps the other mask
@@ -52,32 +52,33 @@ def off_target(mask, other):
     return int(off.sum()), int(sizes[off].sum())
 
 
-@torch.no_grad()
-def probabilities(model, image, meta):
-    """Softmax (C, H, W) of the plain image and of its flips, each flipped back."""
-    x = normalise(torch.from_numpy(image), meta.mean, meta.std)[None, None]
-    plain = model(x).softmax(1)[0]
-    hflip = model(x.flip(3)).softmax(1)[0].flip(2)
-    vflip = model(x.flip(2)).softmax(1)[0].flip(1)
-    return {"plain": plain, "hflip": (plain + hflip) / 2, "hvflip": (plain + hflip + vflip) / 3}
+VARIANTS = {"plain": (), "hflip": ("h",), "hvflip": ("h", "v")}  # seglib.inference.FLIPS averaged with the plain pass
 
 
-def probe_split(model, meta, arrays, units, every):
+def variants_of(plain):
+    """One Predictor per entry of VARIANTS, each `plain` with its flips."""
+    return {key: dataclasses.replace(plain, flips=flips) for key, flips in VARIANTS.items()}
+
+
+def probe_split(variants, arrays, units, every):
     """Confusion matrix per prediction variant; whole-object errors (counts and pixels of the
     foreground, any class > 0) and per-subject slice Dice of the plain prediction."""
     matrices = collections.defaultdict(int)
     subject_dice = collections.defaultdict(list)
     found, true = [], []
-    for name, image, truth in list(zip(arrays["names"], arrays["images"], arrays["masks"]))[::every]:
-        probs = probabilities(model, image, meta)
+    images = arrays["images"][::every]
+    sizes = [images.shape[1:]] * len(images)
+    streams = {key: predictor.probabilities(images, sizes) for key, predictor in variants.items()}
+    for name, truth in zip(arrays["names"][::every], arrays["masks"][::every]):
+        probs = {key: next(stream) for key, stream in streams.items()}
         num_classes = probs["plain"].shape[0]
-        variants = {k: p.argmax(0).numpy() for k, p in probs.items()}
+        predicted = {key: p.argmax(0) for key, p in probs.items()}
         if num_classes == 2:
-            variants.update({f"fg > {t}": (probs["plain"][1] > t).numpy().astype(np.int64) for t in THRESHOLDS})
-        per_variant = {key: confusion(truth, pred, num_classes) for key, pred in variants.items()}
+            predicted.update({f"fg > {t}": (probs["plain"][1] > t).astype(np.int64) for t in THRESHOLDS})
+        per_variant = {key: confusion(truth, pred, num_classes) for key, pred in predicted.items()}
         for key, matrix in per_variant.items():
             matrices[key] = matrices[key] + matrix
-        found.append(variants["plain"] > 0)
+        found.append(predicted["plain"] > 0)
         true.append(truth > 0)
         dice = scores(per_variant["plain"])["fg_dice"]
         if not np.isnan(dice):
@@ -97,12 +98,12 @@ def main(argv=None):
     parser.add_argument("--every", type=int, default=1, help="score every Nth slice")
     args = parser.parse_args(argv)
     root = Path(args.project)
-    model, meta = load_checkpoint(root / "models" / args.model / "model.pt")
+    variants = variants_of(Predictor.load(root / "models" / args.model / "model.pt", torch.device("cpu")))
     units = read_json(root / "artifacts/split.json")["units"]
     print(f"{args.model} in {root}; every {args.every} slice(s); pooled pixels at the prepared size")
     for split in args.splits:
         arrays = read_npz(root / "artifacts/prepared" / f"{split}.npz")
-        matrices, objects, subject_dice = probe_split(model, meta, arrays, units, args.every)
+        matrices, objects, subject_dice = probe_split(variants, arrays, units, args.every)
         for key, matrix in matrices.items():
             s = scores(matrix)
             print(f"{split:6s}{key:10s} fg Dice {s['fg_dice']:.4f}  precision {s['fg_precision']:.3f}  "

@@ -11,7 +11,7 @@ import platform
 # ATen's vectorised kernels, oneDNN's convolutions and MKL pick their code path
 # by the CPU's instruction set, and each path rounds differently (measured:
 # bench/determinism.py, docs/determinism.md). Pinned to AVX2 before torch runs
-# its first operation; the thread count is pinned by train.threads.
+# its first operation; the thread count is pinned by runtime.threads.
 # SEGLIB_NATIVE_CPU=1 lets each library use its fastest path instead.
 CPU_PINS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}
 if platform.machine().lower() in ("x86_64", "amd64") and os.environ.get("SEGLIB_NATIVE_CPU") != "1":

@@ -3,18 +3,20 @@
 python -m seglib synth   --out data                      write the built-in synthetic dataset
 python -m seglib check   --images DIR --masks DIR        check a dataset (the split stage's check)
 python -m seglib predict --checkpoint models/unet/model.pt --input DIR --output DIR [--overlays DIR] [--overwrite]
+                         [--flips h v] [--device auto]
 """
 import argparse
+import inspect
 import sys
 
+from seglib import synth as synth_data
 from seglib.errors import run_cli
 
-SYNTH_DEFAULTS = {"subjects": 40, "slices": 6, "seed": 0}  # the values behind data.dvc
+SYNTH_OPTIONS = ("subjects", "slices", "seed")  # generate()'s defaults are the values behind data.dvc
 
 
 def _synth(args):
-    from seglib.synth import generate
-    generate(args.out, args.subjects, args.slices, args.seed)
+    synth_data.generate(args.out, args.subjects, args.slices, args.seed)
     print(f"wrote {args.subjects * args.slices} slices to {args.out}/images and {args.out}/masks")
 
 
@@ -39,7 +41,7 @@ def _check(args):
 def _predict(args):
     from seglib.predict import predict_folder
     outputs = {"--output": args.output, **({"--overlays": args.overlays} if args.overlays else {})}
-    skipped = predict_folder(args.checkpoint, args.input, outputs, args.device, args.overwrite)
+    skipped = predict_folder(args.checkpoint, args.input, outputs, args.device, args.overwrite, args.flips)
     for path, reason in skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     if skipped:
@@ -52,8 +54,9 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     synth = sub.add_parser("synth", help="write the built-in synthetic dataset")
     synth.add_argument("--out", required=True)
-    for key, value in SYNTH_DEFAULTS.items():
-        synth.add_argument(f"--{key}", type=int, default=value)
+    defaults = inspect.signature(synth_data.generate).parameters
+    for key in SYNTH_OPTIONS:
+        synth.add_argument(f"--{key}", type=int, default=defaults[key].default)
     check = sub.add_parser("check", help="check images and masks before training")
     check.add_argument("--images", required=True)
     check.add_argument("--masks", required=True)
@@ -66,6 +69,9 @@ def main(argv=None):
     predict.add_argument("--overlays")
     predict.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     predict.add_argument("--overwrite", action="store_true", help="replace masks already in the output folders")
+    predict.add_argument("--flips", nargs="+", choices=("h", "v"), default=(),
+                         help="test-time augmentation: average the softmax with the horizontally (h) and/or "
+                              "vertically (v) flipped image's")
     args = parser.parse_args(argv)
     {"synth": _synth, "check": _check, "predict": _predict}[args.command](args)
 

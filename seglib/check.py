@@ -14,6 +14,7 @@ import numpy as np
 
 from seglib.errors import SegError, format_problems
 from seglib.io import UnreadableFile, hidden_images, list_images, read_image, read_mask
+from seglib.split import split_units
 
 RESAMPLED_LEVELS = 6  # more distinct gray values than this in one mask suggests interpolation
 
@@ -147,49 +148,6 @@ def _check_pair(image_path, mask_path, gray_values, max_pixels, problems):
         warnings.append(f"{mask_path}: {len(grays)} gray levels; a mask resized with bilinear "
                         "interpolation looks like this: resize masks with nearest neighbour")
     return dict(zip(grays.tolist(), counts.tolist())), kind, pixel_digest(pixels)
-
-
-def split_units(subjects, digests, warnings):
-    """image -> split unit: subjects that hold an identical image are merged into one unit.
-
-    One scan stored under two subject ids (it happens in public datasets) would
-    otherwise land in train and test, and the model would be scored on images
-    it trained on. Each merge and each repeated slice is reported as a warning.
-    """
-    parent = {s: s for s in subjects.values()}
-
-    def root(s):
-        while parent[s] != s:
-            s = parent[s]
-        return s
-
-    copies = defaultdict(list)
-    for image, digest in sorted(digests.items()):
-        if digest is not None:
-            copies[digest].append(image)
-    copies = [images for images in copies.values() if len(images) > 1]
-    for images in copies:
-        for other in images[1:]:
-            a, b = sorted((root(subjects[images[0]]), root(subjects[other])))
-            parent[b] = a
-    members = defaultdict(set)
-    for s in parent:
-        members[root(s)].add(s)
-    unit = {s: "+".join(sorted(members[root(s)])) for s in parent}
-    copies_by_root = defaultdict(list)
-    for images in copies:
-        copies_by_root[root(subjects[images[0]])].append(images)
-    for r, merged in sorted(copies_by_root.items()):
-        example = " = ".join(merged[0])
-        if len(members[r]) > 1:
-            warnings.append(f"{' and '.join(sorted(members[r]))}: {len(merged)} identical "
-                            f"image(s) (e.g. {example}), one scan under several ids? They are kept in one part "
-                            "of the split, so no scan is both trained on and scored; remove the copies to count "
-                            "the scan once")
-        else:
-            warnings.append(f"{r}: {len(merged)} image(s) stored more than once (e.g. {example}); "
-                            "a repeated slice weighs twice in training and scoring")
-    return {image: unit[s] for image, s in subjects.items()}
 
 
 def _outside_links(folder, roots):

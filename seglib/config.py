@@ -99,8 +99,6 @@ class TrainConfig:
     epochs: int = 20
     lrf: float = 0.01
     seed: int = 0
-    device: str = "auto"
-    threads: int = 2            # CPU threads; results depend on the count bit for bit; 0 = torch's default
     workers: int = 0
     hflip: float = 0.5
     vflip: float = 0.0
@@ -117,7 +115,6 @@ class TrainConfig:
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise SegError(f"{where}.{key}: must be one of {list(allowed)}, got {getattr(self, key)!r}")
-        check_device(self.device, f"{where}.device")
         if not 1 <= self.epochs <= MAX_EPOCHS:
             raise SegError(f"{where}.epochs: must be 1 to {MAX_EPOCHS}, got {self.epochs}")
         if not 0.0 <= self.rotate_degrees <= 180.0:
@@ -125,8 +122,6 @@ class TrainConfig:
         for key in ("hflip", "vflip", "lrf", "bn_momentum", "intensity_jitter", "scale_jitter"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise SegError(f"{where}.{key}: must be in [0, 1], got {getattr(self, key)}")
-        if not 0 <= self.threads <= 1024:
-            raise SegError(f"{where}.threads: must be 0 (all cores) to 1024, got {self.threads}")
         if not 0 <= self.workers <= 64:
             raise SegError(f"{where}.workers: must be 0 to 64, got {self.workers}")
         if not 0.0 <= self.weight_decay <= 1.0:
@@ -134,35 +129,39 @@ class TrainConfig:
         _check_seed(self.seed, where)
 
 
+@dataclasses.dataclass(frozen=True)
+class RuntimeConfig:
+    """Where train and evaluate run. Both change results bit for bit (docs/determinism.md)."""
+    device: str = "auto"
+    threads: int = 2            # CPU threads; 0 = torch's default (all cores)
+
+    def check(self, where):
+        check_device(self.device, f"{where}.device")
+        if not 0 <= self.threads <= 1024:
+            raise SegError(f"{where}.threads: must be 0 (all cores) to 1024, got {self.threads}")
+
+
 MAX_EPOCHS = 10000
 PRECISIONS = ("fp32", "bf16")
 NORMS = ("batch", "instance")
-ARCHS = ("unet", "deeplabv3")  # seglib.models.REGISTRY builds each; a test keeps the two lists equal
 BACKBONES = ("mobilenet_v3_large", "resnet50", "resnet101")
 MAX_WIDTH = 128  # UNet's first level; the classic UNet uses 64
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """One entry of `models:`. `arch` defaults to the entry's name."""
+    """What every entry of `models:` holds: how it trains. Each architecture's class adds its own fields."""
     arch: str = "unet"
     lr: float = 1.0e-3
     batch_size: int = 8
-    width: int = 16
-    norm: str = "batch"             # UNet only: batch | instance
-    depth: int = 4                  # UNet only: number of 2x poolings
-    backbone: str = "mobilenet_v3_large"
-    weights: Optional[str] = None
+    epochs: Optional[int] = None    # None: train.epochs
     input_scale: float = 1.0
     precision: str = "fp32"
-    epochs: Optional[int] = None    # None: train.epochs
+    weights: Optional[str] = None   # a local state-dict file to start from
 
     def check(self, where):
-        if self.arch not in ARCHS:
-            raise SegError(f"{where}.arch: unknown architecture {self.arch!r}; choose one of {list(ARCHS)} "
-                           "(an entry's name is its arch unless arch: says otherwise)")
-        if self.backbone not in BACKBONES:
-            raise SegError(f"{where}.backbone: must be one of {list(BACKBONES)}, got {self.backbone!r}")
+        if ARCHS.get(self.arch) is not type(self):
+            raise SegError(f"{where}.arch: {self.arch!r} is not the arch of {type(self).__name__}")
         if self.epochs is not None and not 1 <= self.epochs <= MAX_EPOCHS:
             raise SegError(f"{where}.epochs: must be 1 to {MAX_EPOCHS} or null (= train.epochs), got {self.epochs}")
         if self.precision not in PRECISIONS:
@@ -173,12 +172,46 @@ class ModelConfig:
             raise SegError(f"{where}.batch_size: must be 2 to 4096 (batch norm needs two images), got {self.batch_size}")
         if not 0.25 <= self.input_scale <= 4.0:
             raise SegError(f"{where}.input_scale: must be in [0.25, 4], got {self.input_scale}")
+
+
+@dataclasses.dataclass(frozen=True)
+class UNetConfig(ModelConfig):
+    width: int = 16                 # channels of the first level
+    norm: str = "batch"             # batch | instance
+    depth: int = 4                  # number of 2x poolings
+
+    def check(self, where):
+        super().check(where)
         if not 4 <= self.width <= MAX_WIDTH:
             raise SegError(f"{where}.width: must be 4 to {MAX_WIDTH}, got {self.width}")
         if not 1 <= self.depth <= 6:
             raise SegError(f"{where}.depth: must be 1 to 6 (2x poolings), got {self.depth}")
         if self.norm not in NORMS:
             raise SegError(f"{where}.norm: must be one of {list(NORMS)}, got {self.norm!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DeepLabV3Config(ModelConfig):
+    arch: str = "deeplabv3"
+    backbone: str = "mobilenet_v3_large"
+
+    def check(self, where):
+        super().check(where)
+        if self.backbone not in BACKBONES:
+            raise SegError(f"{where}.backbone: must be one of {list(BACKBONES)}, got {self.backbone!r}")
+
+
+# arch -> its settings; seglib.models.REGISTRY builds each, and a test keeps the two equal
+ARCHS = {"unet": UNetConfig, "deeplabv3": DeepLabV3Config}
+
+
+def model_config(raw, where):
+    """The settings class of raw['arch'], built from `raw` (checked like a params section)."""
+    arch = raw.get("arch") if isinstance(raw, dict) else None
+    if arch not in ARCHS:
+        raise SegError(f"{where}.arch: unknown architecture {arch!r}; choose one of {list(ARCHS)} "
+                       "(an entry's name is its arch unless arch: says otherwise)")
+    return build_section(ARCHS[arch], raw, where)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,7 +240,7 @@ class CompareConfig:
 
 
 SECTIONS = {"data": DataConfig, "preprocess": PreprocessConfig, "train": TrainConfig,
-            "evaluate": EvaluateConfig, "compare": CompareConfig}
+            "runtime": RuntimeConfig, "evaluate": EvaluateConfig, "compare": CompareConfig}
 
 
 def _did_you_mean(key, known):
@@ -254,7 +287,8 @@ def build_section(cls, raw, where):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(fields), key=str)
     if unknown:
-        raise SegError(f"{where}: unknown key(s) {unknown}{_did_you_mean(unknown[0], fields)}; "
+        hint = _did_you_mean(unknown[0], fields) or _misplaced(unknown[0], cls)
+        raise SegError(f"{where}: unknown key(s) {unknown}{hint}; "
                        f"known keys: {sorted(fields)}")
     values = {name: _coerce(raw[name], fields[name].type, f"{where}.{name}") for name in raw}
     config = cls(**values)
@@ -262,15 +296,18 @@ def build_section(cls, raw, where):
     return config
 
 
-TOP_LEVEL = ("model", "data", "preprocess", "train", "models", "evaluate", "compare")
+TOP_LEVEL = ("model", "data", "preprocess", "train", "runtime", "models", "evaluate", "compare")
 
 
-def _misplaced(key):
-    """' (it belongs under train:)' when `key` is a setting of a section, else ''."""
-    owners = [name for name, cls in SECTIONS.items() if key in {f.name for f in dataclasses.fields(cls)}]
-    if key in {f.name for f in dataclasses.fields(ModelConfig)}:
-        owners.append("models.<name>")
-    return f" (it is a setting of {' or '.join(o + ':' for o in owners)}; indent it there)" if owners else ""
+def _misplaced(key, here=None):
+    """' (it is a setting of train:; ...)' when `key` belongs to a section other than `here`, else ''."""
+    def holds(cls):
+        return cls is not here and key in {f.name for f in dataclasses.fields(cls)}
+    owners = [f"{name}:" for name, cls in SECTIONS.items() if holds(cls)]
+    archs = [arch for arch, cls in ARCHS.items() if holds(cls)]
+    if archs:
+        owners.append(f"models.<name>: of arch {' or '.join(archs)}")
+    return f" (it is a setting of {' or '.join(owners)}; move it there)" if owners else ""
 
 
 def validate(params):
@@ -305,7 +342,7 @@ def load_params(path="params.yaml"):
 
 
 def section(params, name):
-    """One checked section (`data`, `preprocess`, `train`, `evaluate`, `compare`)."""
+    """One checked section (`data`, `preprocess`, `train`, `runtime`, `evaluate`, `compare`)."""
     return build_section(SECTIONS[name], params.get(name), name)
 
 
@@ -325,7 +362,7 @@ def model(params, name):
     entry = {} if raw[name] is None else raw[name]
     if isinstance(entry, dict) and "arch" not in entry:
         entry = {"arch": name, **entry}
-    return build_section(ModelConfig, entry, f"models.{name}")
+    return model_config(entry, f"models.{name}")
 
 
 def headline_model(params):

@@ -3,7 +3,7 @@
 The model sees the prepared base-size image; its logits are resized
 bilinearly to the original size before the argmax, and compared with the
 original mask, so the scores are those a user of the masks would measure.
-Memory stays bounded by one image: predictions are scored and dropped, and
+Memory stays bounded by one batch: predictions are scored and dropped, and
 the few drawn in the figure are predicted again at the end.
 """
 import dataclasses
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seglib.errors import SegError
 from seglib.graymap import to_class_ids
 from seglib.io import read_mask
 from seglib.metrics import confusion, image_dice, per_image, scores, summarise
@@ -45,15 +46,19 @@ class Evaluation:
 
 
 def evaluate_split(predictor, split, spacing):
-    """Score `predictor` on the prepared arrays of `split` against the original masks."""
+    """Score `predictor` on the prepared arrays of `split` against the original masks, batch by batch."""
     num_classes = predictor.meta.num_classes
     matrix = np.zeros((num_classes, num_classes), np.int64)
     rows, seconds = [], 0.0
+    predictions = predictor.classes(split.prepared["images"], split.prepared["sizes"])
     for i, (image, _) in enumerate(split.items):
-        truth = split.truth(i, predictor.meta)
         start = time.perf_counter()
-        pred = predictor.classes(split.prepared["images"][i], truth.shape)
+        pred = next(predictions)
         seconds += time.perf_counter() - start
+        truth = split.truth(i, predictor.meta)
+        if truth.shape != pred.shape:
+            raise SegError(f"{Path(split.mask_dir) / split.items[i][1]}: {truth.shape[0]} x {truth.shape[1]} px, but its "
+                           f"image was {pred.shape[0]} x {pred.shape[1]} when prepared; rerun dvc repro")
         matrix += confusion(truth, pred, num_classes)
         rows += [{"image": image, "subject": split.subjects[image], **row}
                  for row in per_image(truth, pred, num_classes, spacing)]
@@ -66,11 +71,10 @@ def worst_and_best(predictor, split, evaluation, count):
     ranked = sorted(dice, key=lambda name: (dice[name], name))
     chosen = [(n, "worst") for n in ranked[:count]] + [(n, "best") for n in ranked[::-1][:count]]
     index = {image: i for i, (image, _) in enumerate(split.items)}
+    rows = [index[name] for name, _ in chosen]
+    predictions = predictor.classes(split.prepared["images"][rows], split.prepared["sizes"][rows])
     entries = []
-    for name, label in chosen:
-        i = index[name]
-        truth = split.truth(i, predictor.meta)
-        pred = predictor.classes(split.prepared["images"][i], truth.shape)
-        image = resize_image(split.prepared["images"][i].astype(np.float32) / 255.0, truth.shape)
-        entries.append((name, image, truth, pred, dice[name], label))
+    for (name, label), i, pred in zip(chosen, rows, predictions):
+        image = resize_image(split.prepared["images"][i].astype(np.float32) / 255.0, pred.shape)
+        entries.append((name, image, split.truth(i, predictor.meta), pred, dice[name], label))
     return entries

@@ -1,7 +1,9 @@
-"""Turning prepared images into class ids with a trained model, on a device.
+"""The one forward path: prepared images -> logits, probabilities and class ids, on a device.
 
-The one place that resolves a device name and runs a trained model forward
-for scoring or prediction: evaluate and predict both call `Predictor`.
+Validation during training, evaluate, predict and bench.probe all run a
+trained model here: the same normalisation, memory format and precision,
+in batches, optionally averaged over flipped copies, with each image's
+scores resized back to its own size before the argmax.
 """
 import dataclasses
 
@@ -15,8 +17,11 @@ from seglib.models import load_checkpoint
 from seglib.prepared_meta import PreparedMeta
 from seglib.transforms import normalise
 
+# test-time augmentation: the dims each extra pass flips (images are N, C, H, W)
+FLIPS = {"h": -1, "v": -2}
 
-def resolve_device(name, where="train.device"):
+
+def resolve_device(name, where="runtime.device"):
     """A torch.device for `name`; one message when the form is wrong or the device is absent."""
     config.check_device(name, where)
     if name == "auto":
@@ -32,10 +37,31 @@ def resolve_device(name, where="train.device"):
     return torch.device(name)
 
 
-def use_threads(count):
-    """Pin torch's CPU threads (0 keeps its default): the count changes results bit for bit."""
-    if count:
-        torch.set_num_threads(count)
+def use_runtime(runtime_cfg, where="runtime.device"):
+    """Pin torch's CPU threads (0 keeps its default: the count changes results bit for bit); return the device."""
+    if runtime_cfg.threads:
+        torch.set_num_threads(runtime_cfg.threads)
+    return resolve_device(runtime_cfg.device, where)
+
+
+def autocast(device, precision):
+    """bf16 autocast (convolutions in bfloat16, reductions in float32), or plain fp32.
+
+    On CPUs with AMX/AVX-512 bf16 and on recent GPUs this trains UNet about 2x
+    faster (bench/precision.py); the weights themselves stay float32.
+    """
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def to_device(images, device):
+    # channels_last: oneDNN and cuDNN convolutions run faster in NHWC
+    return images.to(device, memory_format=torch.channels_last)
+
+
+def forward(model, images, precision):
+    """Logits of a normalised (N, 1, H, W) batch already on the model's device, in `precision`."""
+    with autocast(images.device, precision):
+        return model(images)
 
 
 @dataclasses.dataclass
@@ -43,19 +69,43 @@ class Predictor:
     model: torch.nn.Module   # in eval mode, on `device`
     meta: PreparedMeta
     device: torch.device
+    precision: str = "fp32"
+    batch_size: int = 8
+    flips: tuple = ()        # keys of FLIPS: each adds a pass on the flipped batch, its softmax flipped back
 
     @classmethod
-    def load(cls, checkpoint, device):
-        model, meta = load_checkpoint(checkpoint, device)
-        return cls(model, meta, device)
+    def load(cls, checkpoint, device, flips=()):
+        """A checkpoint's model, run in its training precision and batch size."""
+        model, settings, meta = load_checkpoint(checkpoint, device)
+        return cls(model, meta, device, settings.precision, settings.batch_size, tuple(flips))
 
     @torch.no_grad()
-    def classes(self, image_uint8, out_size):
-        """Class ids (uint8) at `out_size` (H, W) for one prepared uint8 image.
+    def _scores(self, images_uint8, softmax):
+        """(N, C, h, w) at the prepared size: the mean softmax over the flips, or logits when
+        there are no flips and `softmax` is false (their argmax after resizing is the plain prediction)."""
+        x = to_device(normalise(torch.from_numpy(np.asarray(images_uint8)), self.meta.mean, self.meta.std)[:, None],
+                      self.device)
+        logits = forward(self.model, x, self.precision).float()
+        if not (softmax or self.flips):
+            return logits
+        passes = [logits.softmax(1)] + [forward(self.model, x.flip(FLIPS[f]), self.precision).float()
+                                        .softmax(1).flip(FLIPS[f]) for f in self.flips]
+        return torch.stack(passes).mean(0)
 
-        Logits are resized bilinearly to the original size before the argmax.
-        """
-        x = normalise(torch.from_numpy(image_uint8), self.meta.mean, self.meta.std)
-        logits = self.model(x[None, None].to(self.device))
-        logits = F.interpolate(logits, size=tuple(int(s) for s in out_size), mode="bilinear", align_corners=False)
-        return logits.argmax(1)[0].cpu().numpy().astype(np.uint8)
+    def _resized(self, images_uint8, sizes, softmax):
+        """Per image, its (C, H, W) scores resized bilinearly to its own (H, W), batch by batch."""
+        for start in range(0, len(images_uint8), self.batch_size):
+            batch = self._scores(images_uint8[start:start + self.batch_size], softmax)
+            for scores, size in zip(batch, sizes[start:start + self.batch_size]):
+                yield F.interpolate(scores[None], size=tuple(int(s) for s in size), mode="bilinear",
+                                    align_corners=False)[0]
+
+    def probabilities(self, images_uint8, sizes):
+        """Per image, float32 class probabilities (C, H, W) at its size in `sizes` (a generator, in order)."""
+        for probs in self._resized(images_uint8, sizes, softmax=True):
+            yield probs.cpu().numpy()
+
+    def classes(self, images_uint8, sizes):
+        """Per image, uint8 class ids (H, W) at its size in `sizes` (a generator, in order)."""
+        for scores in self._resized(images_uint8, sizes, softmax=False):
+            yield scores.argmax(0).cpu().numpy().astype(np.uint8)

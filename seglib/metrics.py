@@ -1,6 +1,6 @@
 """Segmentation metrics from one confusion matrix, and per-image scores.
 
-Rules (notes/metrics.md), written once here:
+Rules, written once here (tests/test_metrics.py checks them on hand-worked vectors):
 - M[g, p] counts pixels of truth class g predicted as p. For class c:
   TP = M[c, c], FN = row_c - TP, FP = column_c - TP.
 - IoU = TP/(TP+FP+FN), Dice = 2TP/(2TP+FP+FN), precision = TP/(TP+FP),
@@ -21,7 +21,8 @@ Rules (notes/metrics.md), written once here:
 """
 import numpy as np
 
-NAMES = ("iou", "dice", "precision", "recall", "f1")
+NAMES = ("iou", "dice", "precision", "recall", "f1")   # per class, and averaged as mean_* and fg_*
+EPOCH_METRICS = ("loss", "accuracy") + NAMES           # the epoch log's train_* and val_* columns
 
 
 def confusion(truth, pred, num_classes):

@@ -20,7 +20,7 @@ from seglib.errors import SegError
 from seglib.io import write_bytes
 from seglib.prepared_meta import read_meta
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: settings hold only the fields of their arch (1 held every arch's)
 BACKBONES = {
     "mobilenet_v3_large": segmentation.deeplabv3_mobilenet_v3_large,
     "resnet50": segmentation.deeplabv3_resnet50,
@@ -109,18 +109,14 @@ class ScaledInput(nn.Module):
 def min_input_side(cfg):
     """Smallest input side (px, after input_scale) a model trains on: UNet's deepest level must keep
     2 x 2 pixels (instance norm needs more than one); DeepLabV3 has no such limit."""
-    return 2 ** (cfg.depth + 1) if cfg.arch == "unet" else 1
+    return 2 ** (cfg.depth + 1) if isinstance(cfg, config.UNetConfig) else 1
 
 
-def _build_unet(cfg, num_classes):
-    return UNet(1, num_classes, cfg.width, cfg.norm, cfg.depth)
-
-
-def _build_deeplabv3(cfg, num_classes):
-    return DeepLabV3(num_classes, cfg.backbone)
-
-
-REGISTRY = {"unet": _build_unet, "deeplabv3": _build_deeplabv3}
+# arch -> builder from its settings class (config.ARCHS); a test keeps the two equal
+REGISTRY = {
+    "unet": lambda cfg, num_classes: UNet(1, num_classes, cfg.width, cfg.norm, cfg.depth),
+    "deeplabv3": lambda cfg, num_classes: DeepLabV3(num_classes, cfg.backbone),
+}
 
 
 def build_model(cfg, num_classes, bn_momentum=None):
@@ -128,7 +124,7 @@ def build_model(cfg, num_classes, bn_momentum=None):
 
     torchvision's MobileNetV3 sets momentum 0.01: from scratch on a few hundred
     slices the running statistics then lag the weights for many epochs and the
-    model predicts nothing in eval mode. 0.1 tracks them (notes/training.md).
+    model predicts nothing in eval mode. 0.1 tracks them (docs/real-data.md).
     """
     model = REGISTRY[cfg.arch](cfg, num_classes)
     if cfg.input_scale != 1.0:
@@ -217,19 +213,30 @@ def save_checkpoint(path, model, cfg, meta, name):
     write_bytes(path, buffer.getvalue())
 
 
+def _settings(ckpt, path):
+    """The model's settings class from a checkpoint; format 1's fields of other archs are dropped."""
+    settings = ckpt["settings"]
+    if ckpt["format"] == 1 and isinstance(settings, dict) and settings.get("arch") in config.ARCHS:
+        own = {f.name for f in dataclasses.fields(config.ARCHS[settings["arch"]])}
+        settings = {k: v for k, v in settings.items() if k in own}
+    cfg = config.model_config(settings, f"{path}: settings")
+    if cfg.weights is not None:
+        raise SegError(f"{path}: settings.weights must be null in a trained checkpoint (its weights are inside)")
+    return cfg
+
+
 def load_checkpoint(path, device="cpu"):
-    """(model in eval mode, PreparedMeta). Settings and meta are checked before anything is built."""
+    """(model in eval mode, its settings, PreparedMeta). Settings and meta are checked before anything is built."""
     if not Path(path).exists():
         raise SegError(f"{path}: checkpoint not found. DVC removes a stage's outputs before it runs, so a failed "
                        f"train stage leaves none: `dvc checkout {Path(path).parent}` restores the last one "
                        "recorded in dvc.lock, `dvc repro` trains it again")
     ckpt = _load_tensors(path, "checkpoint")
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT or sorted(ckpt) != sorted(CHECKPOINT_KEYS):
+    if not isinstance(ckpt, dict) or ckpt.get("format") not in (1, CHECKPOINT_FORMAT) \
+            or sorted(ckpt) != sorted(CHECKPOINT_KEYS):
         raise SegError(f"{path}: not a checkpoint written by this pipeline (format {CHECKPOINT_FORMAT}); "
                        "use models/<name>/model.pt from the train stage")
-    cfg = config.build_section(config.ModelConfig, ckpt["settings"], f"{path}: settings")
-    if cfg.weights is not None:
-        raise SegError(f"{path}: settings.weights must be null in a trained checkpoint (its weights are inside)")
+    cfg = _settings(ckpt, path)
     meta = read_meta(ckpt["meta"], f"{path}: meta")
     if ckpt["num_classes"] != meta.num_classes:
         raise SegError(f"{path}: num_classes {ckpt['num_classes']!r} disagrees with meta's {meta.num_classes} gray values")
@@ -241,4 +248,4 @@ def load_checkpoint(path, device="cpu"):
         first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
         raise SegError(f"{path}: weights do not fit a {cfg.arch} with {meta.num_classes} classes ({first}); "
                        "the file was changed or written by another model") from None
-    return model.to(device).eval(), meta
+    return model.to(device).eval(), cfg, meta

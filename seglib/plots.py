@@ -8,7 +8,6 @@ import numpy as np  # noqa: E402
 
 COLOURS = np.array([[0, 0, 0], [255, 64, 64], [64, 160, 255], [255, 200, 0], [0, 220, 120],
                     [200, 80, 255], [255, 128, 0], [0, 200, 200]], dtype=np.float32) / 255.0
-CURVE_METRICS = ("loss", "dice", "iou", "accuracy", "precision", "recall")
 
 
 def _class_colour(c):

@@ -60,10 +60,11 @@ def check_outputs(files, input_dir, targets, overwrite):
         raise SegError(format_problems(problems, "predict") + "\nnothing was written")
 
 
-def predict_folder(checkpoint, input_dir, outputs, device="auto", overwrite=False):
+def predict_folder(checkpoint, input_dir, outputs, device="auto", overwrite=False, flips=()):
     """Write one mask PNG per readable image; return the list of (file, reason) skipped.
 
-    `outputs` maps --output (masks) and optionally --overlays to folders.
+    `outputs` maps --output (masks) and optionally --overlays to folders;
+    `flips` (keys of seglib.inference.FLIPS) adds test-time flipped passes.
     """
     if not Path(input_dir).is_dir():
         raise SegError(f"{input_dir}: input folder not found")
@@ -71,20 +72,32 @@ def predict_folder(checkpoint, input_dir, outputs, device="auto", overwrite=Fals
     if not files:
         raise SegError(f"{input_dir}: no images found (.png .jpg .jpeg .tif .tiff .bmp; hidden files are skipped)")
     check_outputs(files, input_dir, outputs, overwrite)
-    predictor = Predictor.load(checkpoint, resolve_device(device, "--device"))
-    pre_cfg = predictor.meta.preprocess
+    predictor = Predictor.load(checkpoint, resolve_device(device, "--device"), flips)
     skipped = []
+    for batch in _batches(files, predictor, skipped):
+        paths, raws, inputs = zip(*batch)
+        masks = predictor.classes(np.stack(inputs), [raw.shape for raw in raws])
+        for path, raw, model_input, ids in zip(paths, raws, inputs, masks):
+            write_png(Path(outputs["--output"]) / f"{path.stem}.png", to_gray(ids, predictor.meta.gray_values))
+            if "--overlays" in outputs:
+                shown = resize_image(model_input.astype(np.float32), raw.shape)
+                figure = samples_figure([np.clip(shown, 0, 255)], [ids], [path.name], columns=1)
+                save_figure(figure, Path(outputs["--overlays"]) / f"{path.stem}.png")
+    return skipped
+
+
+def _batches(files, predictor, skipped):
+    """Lists of (path, raw image, model input) of up to the predictor's batch size; unreadable files
+    go to `skipped` as (file, reason)."""
+    batch, pre_cfg = [], predictor.meta.preprocess
     for path in tqdm(files, desc="predict", dynamic_ncols=True, disable=None):
         try:
             raw, depth = read_image(path, pre_cfg.max_pixels)
-            model_input = load_for_model(raw, depth, pre_cfg, path)
+            batch.append((path, raw, load_for_model(raw, depth, pre_cfg, path)))
         except (UnreadableFile, SegError) as exc:
             skipped.append((str(path), str(exc)))
-            continue
-        ids = predictor.classes(model_input, raw.shape)
-        write_png(Path(outputs["--output"]) / f"{path.stem}.png", to_gray(ids, predictor.meta.gray_values))
-        if "--overlays" in outputs:
-            shown = resize_image(model_input.astype(np.float32), raw.shape)
-            figure = samples_figure([np.clip(shown, 0, 255)], [ids], [path.name], columns=1)
-            save_figure(figure, Path(outputs["--overlays"]) / f"{path.stem}.png")
-    return skipped
+        if len(batch) == predictor.batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

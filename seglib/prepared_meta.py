@@ -29,12 +29,13 @@ class PreparedMeta:
         return tuple(self.preprocess.base_size)
 
     def to_dict(self):
-        return {**build_graymap(self.gray_values), "base_size": list(self.base_size),
-                "mean": self.mean, "std": self.std, "preprocess": dataclasses.asdict(self.preprocess)}
+        return {**build_graymap(self.gray_values), "mean": self.mean, "std": self.std,
+                "preprocess": dataclasses.asdict(self.preprocess)}
 
 
-REQUIRED = ("gray_values", "num_classes", "base_size", "mean", "std", "preprocess")
-OPTIONAL = ("class_of_gray", "name")  # derived from gray_values; the model's name in checkpoints
+REQUIRED = ("gray_values", "num_classes", "mean", "std", "preprocess")
+# derived from gray_values; the model's name in checkpoints; base_size: a copy of preprocess's in format-1 checkpoints
+OPTIONAL = ("class_of_gray", "name", "base_size")
 
 
 def _number(raw, key, where, low, high):
@@ -65,7 +66,7 @@ def read_meta(raw, where):
     if "class_of_gray" in raw and raw["class_of_gray"] != build_graymap(grays)["class_of_gray"]:
         raise SegError(f"{where}.class_of_gray: disagrees with gray_values {grays}")
     preprocess = config.build_section(config.PreprocessConfig, raw["preprocess"], f"{where}.preprocess")
-    if raw["base_size"] != list(preprocess.base_size):
+    if "base_size" in raw and raw["base_size"] != list(preprocess.base_size):
         raise SegError(f"{where}.base_size: {raw['base_size']!r} disagrees with preprocess.base_size "
                        f"{list(preprocess.base_size)}")
     return PreparedMeta(tuple(grays), _number(raw, "mean", where, 0.0, 1.0),

@@ -1,6 +1,8 @@
-"""Intensity windowing, resizing and normalisation, the same for training, evaluation and prediction."""
+"""Intensity windowing, resizing and normalisation, the same for training, evaluation and prediction;
+and the random augmentation of training batches."""
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from seglib.errors import SegError
@@ -50,3 +52,49 @@ def load_for_model(raw, bit_depth, pre_cfg, where):
 def normalise(images_uint8, mean, std):
     """Prepared uint8 intensities (a tensor) -> float, standardised with the training split's mean and std."""
     return (images_uint8.float() / 255.0 - mean) / std
+
+
+def flip_batch(images, masks, hflip, vflip, generator):
+    """Flip each sample horizontally / vertically with its own probability (image and mask together)."""
+    for p, dim in ((hflip, -1), (vflip, -2)):
+        if p > 0:
+            chosen = torch.rand(len(images), generator=generator) < p
+            images[chosen] = images[chosen].flip(dim)
+            masks[chosen] = masks[chosen].flip(dim)
+    return images, masks
+
+
+def jitter_batch(images, masks, cfg, generator):
+    """Random per-image contrast/brightness, scale and rotation (image bilinear, mask nearest).
+
+    Slices of new subjects differ in contrast, size and tilt; flips alone teach
+    none of that. All amounts are 0 (off) by default.
+    """
+    n = len(images)
+    if cfg.intensity_jitter > 0:
+        u = torch.rand(2, n, 1, 1, 1, generator=generator) * 2 - 1
+        images = images * (1 + cfg.intensity_jitter * u[0]) + cfg.intensity_jitter * u[1]
+    if cfg.scale_jitter > 0 or cfg.rotate_degrees > 0:
+        u = torch.rand(2, n, generator=generator) * 2 - 1
+        scale = 1 + cfg.scale_jitter * u[0]
+        angle = torch.deg2rad(cfg.rotate_degrees * u[1])
+        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+        theta = torch.stack([torch.stack([cos, -sin, torch.zeros(n)], 1), torch.stack([sin, cos, torch.zeros(n)], 1)], 1)
+        grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+        images = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        masks = F.grid_sample(masks[:, None].float(), grid, mode="nearest", align_corners=False)[:, 0].long()
+    return images, masks
+
+
+class Augment:
+    """The training batches' augmentation, built from the train settings: flips, then jitter.
+
+    One seeded generator draws every random choice, so a run repeats exactly.
+    """
+
+    def __init__(self, train_cfg, seed):
+        self.cfg, self.generator = train_cfg, torch.Generator().manual_seed(seed)
+
+    def __call__(self, images, masks):
+        images, masks = flip_batch(images, masks, self.cfg.hflip, self.cfg.vflip, self.generator)
+        return jitter_batch(images, masks, self.cfg, self.generator)

@@ -1,8 +1,11 @@
-"""compare: the comparison figures, metrics/compare.json and the report, for every model in params.
+"""compare: the headline, the comparison figures, metrics/compare.json and the report, for every model in params.
 
 python -m stages.compare --train-metrics metrics/train --train-logs plots/train --test-metrics metrics/test
-    --per-image plots/eval --metrics metrics/compare.json --figures plots/compare
+    --per-image plots/eval --headline metrics/eval.json --metrics metrics/compare.json --figures plots/compare
     --report reports/report.md --html reports/report.html
+
+The headline is the test metrics of params' top-level `model`, copied to
+--headline: changing `model` reruns this stage alone.
 """
 import argparse
 import os
@@ -12,12 +15,13 @@ from seglib import config
 from seglib.compare import compare_models, report_html, report_markdown
 from seglib.errors import run_cli
 from seglib.io import read_csv, read_json, save_figure, write_json, write_text
-from seglib.plots import CURVE_METRICS, comparison_figure
+from seglib.metrics import EPOCH_METRICS
+from seglib.plots import comparison_figure
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
-    for name in ("--train-metrics", "--train-logs", "--test-metrics", "--per-image",
+    for name in ("--train-metrics", "--train-logs", "--test-metrics", "--per-image", "--headline",
                  "--metrics", "--figures", "--report", "--html"):
         parser.add_argument(name, required=True)
     parser.add_argument("--params", default="params.yaml")
@@ -30,10 +34,11 @@ def main(argv=None):
     histories = {m: read_csv(Path(args.train_logs) / f"{m}.csv") for m in names}
     result = compare_models(train, test, rows, cmp_cfg)
     figures = []
-    for metric in CURVE_METRICS:
+    for metric in (m for m in EPOCH_METRICS if m != "f1"):  # F1 is Dice
         path = Path(args.figures) / f"{metric}.png"
         save_figure(comparison_figure(histories, metric), path)
         figures.append(path)
+    write_json(args.headline, test[config.headline_model(params)])
     write_json(args.metrics, result)
     report_dir = Path(args.report).parent
     links = [os.path.relpath(f, report_dir) for f in figures]

@@ -1,10 +1,14 @@
-"""evaluate: score every model on the test split; the top-level `model` is the headline.
+"""evaluate@<model>: score one model on the test split, at each image's original size.
 
-python -m stages.evaluate --prepared artifacts/prepared --masks data/masks --split artifacts/split.json
-    --models models --metrics metrics/eval.json --test-metrics metrics/test --plots plots/eval
-    --timing logs/timing/evaluate.json
+python -m stages.evaluate --model unet --checkpoint models/unet/model.pt --prepared artifacts/prepared
+    --masks data/masks --split artifacts/split.json --metrics metrics/test/unet.json
+    --plots plots/eval --timing logs/timing/evaluate_unet.json
 
-The timing file is no DVC output: images per second differ on every run.
+Writes into --plots: <model>.csv (per image and class), <model>_confusion.csv
+(DVC's confusion template) and <model>_best_worst.png. The headline
+(metrics/eval.json) is chosen by compare, so `dvc exp run -S model=...`
+scores nothing again. The timing file is no DVC output: images per second
+differ on every run.
 """
 import argparse
 from pathlib import Path
@@ -12,46 +16,38 @@ from pathlib import Path
 from seglib import config
 from seglib.errors import run_cli
 from seglib.evaluate import ScoredSplit, evaluate_split, worst_and_best
-from seglib.inference import Predictor, resolve_device, use_threads
+from seglib.inference import Predictor, use_runtime
 from seglib.io import read_json, read_npz, save_figure, write_csv, write_json
 from seglib.plots import best_worst_figure, confusion_records
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
-    for name in ("--prepared", "--masks", "--split", "--models", "--metrics", "--test-metrics", "--plots", "--timing"):
+    for name in ("--model", "--checkpoint", "--prepared", "--masks", "--split", "--metrics", "--plots", "--timing"):
         parser.add_argument(name, required=True)
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     params = config.load_params(args.params)
-    headline, names = config.headline_model(params), list(config.models(params))
-    eval_cfg, train_cfg = config.section(params, "evaluate"), config.section(params, "train")
-    device = resolve_device(train_cfg.device)
-    use_threads(train_cfg.threads)
+    eval_cfg = config.section(params, "evaluate")
+    device = use_runtime(config.section(params, "runtime"))
     split = read_json(args.split)
     items = split["test"]  # never empty: data.test_fraction is above 0 (config)
     test = ScoredSplit(read_npz(Path(args.prepared) / "test.npz"), items, Path(args.masks),
                        {image: split["units"][image] for image, _ in items})
-    spacing = eval_cfg.pixel_spacing or (1.0, 1.0)
-    predictors = {name: Predictor.load(Path(args.models) / name / "model.pt", device) for name in names}
+    predictor = Predictor.load(args.checkpoint, device)
     # score everything before writing anything: a failure leaves no partial outputs
-    evaluations = {name: evaluate_split(predictor, test, spacing) for name, predictor in predictors.items()}
-    drawn = {name: worst_and_best(predictors[name], test, evaluations[name], eval_cfg.overlays) for name in names}
-    results, speed = {}, {}
-    for name, evaluation in evaluations.items():
-        results[name] = {"model": name, "units": "mm" if eval_cfg.pixel_spacing else "pixels", **evaluation.metrics()}
-        speed[name] = {"images_per_second": evaluation.images_per_second, "device": str(device)}
-        write_json(Path(args.test_metrics) / f"{name}.json", results[name])
-        write_csv(Path(args.plots) / f"{name}.csv", evaluation.rows)
-        save_figure(best_worst_figure(drawn[name], f"{name}: worst and best test images"),
-                    Path(args.plots) / f"{name}_best_worst.png")
-        print(f"{name}: test foreground Dice {results[name]['fg_dice']:.4f}, IoU {results[name]['fg_iou']:.4f}, "
-              f"median HD95 {results[name]['per_image']['hd95']['median']:.2f}, "
-              f"misses {results[name]['per_image']['misses']}")
-    class_names = [str(g) for g in predictors[headline].meta.gray_values]
-    write_csv(Path(args.plots) / "confusion.csv", confusion_records(evaluations[headline].matrix, class_names))
-    write_json(args.metrics, results[headline])
-    write_json(args.timing, speed)
+    evaluation = evaluate_split(predictor, test, eval_cfg.pixel_spacing or (1.0, 1.0))
+    drawn = worst_and_best(predictor, test, evaluation, eval_cfg.overlays)
+    result = {"model": args.model, "units": "mm" if eval_cfg.pixel_spacing else "pixels", **evaluation.metrics()}
+    plots, class_names = Path(args.plots), [str(g) for g in predictor.meta.gray_values]
+    write_csv(plots / f"{args.model}.csv", evaluation.rows)
+    write_csv(plots / f"{args.model}_confusion.csv", confusion_records(evaluation.matrix, class_names))
+    save_figure(best_worst_figure(drawn, f"{args.model}: worst and best test images"),
+                plots / f"{args.model}_best_worst.png")
+    write_json(args.metrics, result)
+    write_json(args.timing, {"images_per_second": evaluation.images_per_second, "device": str(device)})
+    print(f"{args.model}: test foreground Dice {result['fg_dice']:.4f}, IoU {result['fg_iou']:.4f}, "
+          f"median HD95 {result['per_image']['hd95']['median']:.2f}, misses {result['per_image']['misses']}")
 
 
 if __name__ == "__main__":

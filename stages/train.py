@@ -11,6 +11,7 @@ from pathlib import Path
 
 from seglib import config
 from seglib.errors import run_cli
+from seglib.inference import use_runtime
 from seglib.io import read_json, read_npz, write_csv, write_json
 from seglib.models import save_checkpoint
 from seglib.prepared_meta import read_meta
@@ -25,10 +26,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     params = config.load_params(args.params)
     model_cfg, train_cfg = config.model(params, args.model), config.section(params, "train")
+    device = use_runtime(config.section(params, "runtime"))
     prepared = Path(args.prepared)
     meta = read_meta(read_json(prepared / "meta.json"), prepared / "meta.json")
-    result = fit(read_npz(prepared / "train.npz"), read_npz(prepared / "val.npz"), model_cfg, train_cfg, meta,
-                 args.model)
+    data = {part: read_npz(prepared / f"{part}.npz") for part in ("train", "val")}
+    result = fit(data, model_cfg, train_cfg, device, meta, args.model)
     save_checkpoint(Path(args.out) / "model.pt", result.model, model_cfg, meta, args.model)
     write_csv(args.log, result.history)
     best = result.best_scores

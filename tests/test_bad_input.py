@@ -137,11 +137,10 @@ def test_unknown_model_name(project, tmp_path):
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["model"] = "segformer"
     (project / "params.yaml").write_text(yaml.safe_dump(params))
-    result = run_module("stages.evaluate", "--prepared", tmp_path / "p", "--masks", tmp_path / "m",
-                        "--split", tmp_path / "s.json", "--models", tmp_path / "models",
-                        "--metrics", tmp_path / "o/eval.json", "--test-metrics", tmp_path / "o/test",
-                        "--plots", tmp_path / "o/plots", "--timing", tmp_path / "o/t.json",
-                        "--params", project / "params.yaml")
+    result = run_module("stages.evaluate", "--model", "unet", "--checkpoint", tmp_path / "models/unet/model.pt",
+                        "--prepared", tmp_path / "p", "--masks", tmp_path / "m", "--split", tmp_path / "s.json",
+                        "--metrics", tmp_path / "o/test/unet.json", "--plots", tmp_path / "o/plots",
+                        "--timing", tmp_path / "o/t.json", "--params", project / "params.yaml")
     assert_failed(result, "model: unknown model 'segformer'; choose one of ['deeplabv3', 'unet']",
                   outputs=[tmp_path / "o"])
 

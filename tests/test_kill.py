@@ -17,7 +17,7 @@ from seglib.models import load_checkpoint
 from test_pipeline import make_tiny_repo
 
 # stage -> seconds after it starts: before its imports finish, mid-training, while writing outputs
-KILL_POINTS = {"split": 0.5, "train@unet": 3.5, "train@deeplabv3": 5.0, "evaluate": 4.0, "compare": 4.5}
+KILL_POINTS = {"split": 0.5, "train@unet": 3.5, "train@deeplabv3": 5.0, "evaluate@unet": 4.0, "compare": 4.5}
 METRICS = ("metrics/eval.json", "metrics/train/unet.json", "metrics/test/deeplabv3.json", "metrics/compare.json")
 
 

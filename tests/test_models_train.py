@@ -6,16 +6,19 @@ import pytest
 import torch
 
 from conftest import tiny_meta
-from seglib.config import ModelConfig, TrainConfig
+from seglib.config import DeepLabV3Config, TrainConfig, UNetConfig
 from seglib.errors import SegError
+
+CPU = torch.device("cpu")
 from seglib.models import build_model, load_checkpoint, save_checkpoint
-from seglib.train import cosine_factor, fit, flip_batch, jitter_batch
+from seglib.train import cosine_factor, fit
+from seglib.transforms import flip_batch, jitter_batch
 
 
-@pytest.mark.parametrize("cfg", [ModelConfig(arch="unet", width=4), ModelConfig(arch="unet", width=4, norm="instance"),
-                                 ModelConfig(arch="unet", width=4, depth=2), ModelConfig(arch="unet", width=4, depth=5),
-                                 ModelConfig(arch="deeplabv3"),
-                                 ModelConfig(arch="deeplabv3", input_scale=1.5)])
+@pytest.mark.parametrize("cfg", [UNetConfig(width=4), UNetConfig(width=4, norm="instance"),
+                                 UNetConfig(width=4, depth=2), UNetConfig(width=4, depth=5),
+                                 DeepLabV3Config(),
+                                 DeepLabV3Config(input_scale=1.5)])
 @pytest.mark.parametrize("size", [(64, 64), (48, 80), (50, 70)])
 def test_models_return_logits_at_input_size(cfg, size):
     torch.manual_seed(0)
@@ -26,12 +29,12 @@ def test_models_return_logits_at_input_size(cfg, size):
 
 def test_deeplabv3_backbones_build_offline():
     for backbone in ("resnet50",):
-        model = build_model(ModelConfig(arch="deeplabv3", backbone=backbone), num_classes=2)
+        model = build_model(DeepLabV3Config(backbone=backbone), num_classes=2)
         assert model(torch.randn(2, 1, 32, 32)).shape == (2, 2, 32, 32)
 
 
 def test_bn_momentum_is_applied_everywhere():
-    model = build_model(ModelConfig(arch="deeplabv3"), 2, bn_momentum=0.1)
+    model = build_model(DeepLabV3Config(), 2, bn_momentum=0.1)
     momenta = {m.momentum for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
     assert momenta == {0.1}
 
@@ -39,7 +42,7 @@ def test_bn_momentum_is_applied_everywhere():
 def test_instance_norm_unet_scores_each_image_on_its_own():
     """With instance norm an image's logits do not depend on its batch mates, in train or eval mode."""
     torch.manual_seed(0)
-    model = build_model(ModelConfig(arch="unet", width=4, norm="instance"), 2)
+    model = build_model(UNetConfig(width=4, norm="instance"), 2)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     x = torch.randn(4, 1, 32, 32)
     for mode in (model.train, model.eval):
@@ -90,9 +93,13 @@ def _tiny_arrays(n, seed):
 
 
 def _fit(epochs=4, arch="unet", precision="fp32"):
-    cfg = ModelConfig(arch=arch, width=8, batch_size=4, lr=3e-3, precision=precision)
-    train_cfg = TrainConfig(epochs=epochs, device="cpu")
-    return fit(_tiny_arrays(16, 0), _tiny_arrays(8, 1), cfg, train_cfg, tiny_meta(), "t")
+    common = {"batch_size": 4, "lr": 3e-3, "precision": precision}
+    cfg = UNetConfig(width=8, **common) if arch == "unet" else DeepLabV3Config(**common)
+    return fit(_data(16, 8), cfg, TrainConfig(epochs=epochs), CPU, tiny_meta(), "t")
+
+
+def _data(train, val):
+    return {"train": _tiny_arrays(train, 0), "val": _tiny_arrays(val, 1)}
 
 
 def test_training_learns_and_is_deterministic():
@@ -119,8 +126,8 @@ def test_bf16_autocast_trains_in_bfloat16_and_keeps_float32_weights():
 
 
 def test_model_epochs_override_train_epochs():
-    cfg = ModelConfig(arch="unet", width=4, batch_size=4, epochs=2)
-    result = fit(_tiny_arrays(8, 0), _tiny_arrays(4, 1), cfg, TrainConfig(epochs=5, device="cpu"), tiny_meta(), "t")
+    cfg = UNetConfig(width=4, batch_size=4, epochs=2)
+    result = fit(_data(8, 4), cfg, TrainConfig(epochs=5), CPU, tiny_meta(), "t")
     assert [r["epoch"] for r in result.history] == [1, 2]
     assert result.history[1]["lr"] < result.history[0]["lr"]
 
@@ -131,19 +138,18 @@ def test_deeplabv3_trains_one_epoch():
 
 
 def test_batch_larger_than_training_set_is_a_clear_error():
-    cfg = ModelConfig(arch="unet", width=4, batch_size=32)
+    cfg = UNetConfig(width=4, batch_size=32)
     with pytest.raises(SegError, match=r"models.t.batch_size: 32 is larger than the 16 training images"):
-        fit(_tiny_arrays(16, 0), _tiny_arrays(4, 1), cfg, TrainConfig(epochs=1, device="cpu"),
-            tiny_meta(mean=0.0, std=1.0), "t")
+        fit(_data(16, 4), cfg, TrainConfig(epochs=1), CPU, tiny_meta(mean=0.0, std=1.0), "t")
 
 
 @pytest.mark.parametrize("unet", [{}, {"norm": "instance"}, {"depth": 3}])
 def test_checkpoint_round_trip_and_mismatch(tmp_path, unet):
-    cfg = ModelConfig(arch="unet", width=4, **unet)
+    cfg = UNetConfig(width=4, **unet)
     model = build_model(cfg, 3)
     save_checkpoint(tmp_path / "m.pt", model, cfg, tiny_meta((0, 1, 2)), "m")
-    loaded, meta = load_checkpoint(tmp_path / "m.pt")
-    assert meta == tiny_meta((0, 1, 2))
+    loaded, settings, meta = load_checkpoint(tmp_path / "m.pt")
+    assert meta == tiny_meta((0, 1, 2)) and settings == cfg
     x = torch.randn(1, 1, 32, 32)
     assert torch.equal(loaded(x), model.eval()(x))
     ckpt = torch.load(tmp_path / "m.pt", weights_only=True)
@@ -163,4 +169,5 @@ def test_checkpoint_round_trip_and_mismatch(tmp_path, unet):
 def test_settings_and_registry_name_the_same_models():
     from seglib import config, models
     assert set(models.REGISTRY) == set(config.ARCHS)
+    assert all(cls().arch == arch for arch, cls in config.ARCHS.items())
     assert set(models.BACKBONES) == set(config.BACKBONES)

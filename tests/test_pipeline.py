@@ -4,13 +4,14 @@ import re
 
 import browser
 import pytest
+import yaml
 
-from bench.scratch import dvc, scratch_project, sh
+from bench.scratch import dvc, scratch_project, set_params, sh
 
 TINY = {
     "data.val_fraction": 0.2, "data.test_fraction": 0.2,
     "preprocess.base_size": [32, 32],
-    "train.epochs": 1, "train.device": "cpu",
+    "train.epochs": 1, "runtime.device": "cpu",
     "models.unet.width": 4, "models.unet.batch_size": 4, "models.deeplabv3.batch_size": 4,
     "compare.bootstrap": 200, "compare.permutations": 200,
 }
@@ -31,7 +32,7 @@ def tiny_repo(tmp_path_factory):
     root = make_tiny_repo(tmp_path_factory.mktemp("pipeline"))
     out = dvc("repro", cwd=root)
     assert ran_stages(out.stdout) == {"split", "preprocess-gray-map", "train@unet", "train@deeplabv3",
-                                      "evaluate", "compare"}
+                                      "evaluate@unet", "evaluate@deeplabv3", "compare"}
     return root
 
 
@@ -51,11 +52,11 @@ def test_repro_leaves_status_clean_and_writes_outputs(tiny_repo):
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)  # nothing loaded from a network
 
 
-def test_model_switch_reruns_only_evaluation(tiny_repo):
+def test_model_switch_reruns_only_the_comparison(tiny_repo):
     sh("git", "add", "-A", cwd=tiny_repo)
     sh("git", "commit", "-qm", "reference run", cwd=tiny_repo)
     out = dvc("exp", "run", "-S", "model=deeplabv3", cwd=tiny_repo)
-    assert ran_stages(out.stdout) == {"evaluate", "compare"}
+    assert ran_stages(out.stdout) == {"compare"}
     assert json.loads((tiny_repo / "metrics/eval.json").read_text())["model"] == "deeplabv3"
     diff = json.loads(dvc("metrics", "diff", "--json", cwd=tiny_repo).stdout)
     assert diff["metrics/eval.json"]["model"] == {"old": "unet", "new": "deeplabv3"}
@@ -77,7 +78,8 @@ def test_same_inputs_give_identical_metric_files(tiny_repo, tmp_path):
     outputs = ("metrics/train/unet.json", "metrics/test/deeplabv3.json", "models/unet/model.pt",
                "models/deeplabv3/model.pt", "reports/report.md", "dvc.lock")
     first = {p: (tiny_repo / p).read_bytes() for p in outputs}
-    dvc("repro", "-f", "train@unet", "train@deeplabv3", "evaluate", "compare", cwd=tiny_repo)
+    dvc("repro", "-f", "train@unet", "train@deeplabv3", "evaluate@unet", "evaluate@deeplabv3", "compare",
+        cwd=tiny_repo)
     for path, content in first.items():  # checkpoints too: dvc.lock does not churn on a retrain
         assert (tiny_repo / path).read_bytes() == content, path
 
@@ -111,3 +113,25 @@ def test_misspelt_section_fails_dvc_repro_in_seconds(tiny_repo):
         assert not ran_stages(out.stdout) & {"train@unet", "train@deeplabv3"}
     finally:
         params.write_text(original)
+
+
+def test_a_third_model_is_one_models_entry_and_its_plot_lines(tiny_repo):
+    """The recipe the README gives: add the entry, add its lines to the top-level plots, `dvc repro`."""
+    sh("git", "checkout", "-q", "--", ".", cwd=tiny_repo)
+    dvc("checkout", "-q", cwd=tiny_repo, check=False)
+    set_params(tiny_repo, {"models.small": {"arch": "unet", "width": 4, "depth": 2, "batch_size": 4}})
+    pipeline = yaml.safe_load((tiny_repo / "dvc.yaml").read_text())
+    for plot in pipeline["plots"]:
+        (spec,) = plot.values()
+        spec["y"]["plots/train/small.csv"] = spec["y"]["plots/train/unet.csv"]
+    (tiny_repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    try:
+        out = dvc("repro", cwd=tiny_repo)
+        assert ran_stages(out.stdout) == {"train@small", "evaluate@small", "compare"}
+        compare = json.loads((tiny_repo / "metrics/compare.json").read_text())
+        assert set(compare["models"]) == {"unet", "deeplabv3", "small"}
+        assert json.loads((tiny_repo / "metrics/test/small.json").read_text())["model"] == "small"
+        assert "small" in (tiny_repo / "reports/report.md").read_text()
+    finally:
+        sh("git", "checkout", "-q", "--", ".", cwd=tiny_repo)
+        dvc("checkout", "-q", cwd=tiny_repo, check=False)

@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from conftest import run_module, tiny_meta
-from seglib.config import ModelConfig
+from seglib.config import UNetConfig
 from seglib.models import build_model, save_checkpoint
 
 GRAYS = [0, 128, 255]
@@ -12,7 +12,7 @@ GRAYS = [0, 128, 255]
 
 @pytest.fixture
 def checkpoint(tmp_path):
-    cfg = ModelConfig(arch="unet", width=4)
+    cfg = UNetConfig(width=4)
     model = build_model(cfg, 3)
     save_checkpoint(tmp_path / "model.pt", model, cfg, tiny_meta(GRAYS, mean=0.3, std=0.2), "unet")
     return tmp_path / "model.pt"
@@ -60,3 +60,26 @@ def test_mismatched_checkpoint_is_rejected(tmp_path, checkpoint):
     assert result.returncode == 2
     assert "wrong.pt: weights do not fit a unet with 3 classes" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_flips_and_batches_give_one_mask_per_image_in_the_dataset_grays(tmp_path, checkpoint):
+    """More images than one batch (the checkpoint's batch size is 8), with test-time flips, from the library call."""
+    from seglib.predict import predict_folder
+    images = tmp_path / "in"
+    images.mkdir()
+    rng = np.random.default_rng(1)
+    sizes = {f"s{i:02d}.png": (20 + i, 30 - i) for i in range(11)}
+    for name, size in sizes.items():
+        Image.fromarray(rng.integers(0, 255, size).astype(np.uint8)).save(images / name)
+    plain, flipped = tmp_path / "plain", tmp_path / "flipped"
+    assert predict_folder(checkpoint, images, {"--output": plain}, "cpu") == []
+    assert predict_folder(checkpoint, images, {"--output": flipped}, "cpu", flips=("h", "v")) == []
+    for name, size in sizes.items():
+        for folder in (plain, flipped):
+            mask = np.asarray(Image.open(folder / name))
+            assert mask.shape == size and set(np.unique(mask).tolist()) <= set(GRAYS)
+    result = run_module("seglib", "predict", "--checkpoint", checkpoint, "--input", images,
+                        "--output", tmp_path / "cli", "--flips", "h", "v", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert all((np.asarray(Image.open(tmp_path / "cli" / n)) == np.asarray(Image.open(flipped / n))).all()
+               for n in sizes)

@@ -3,8 +3,9 @@ and whole-object errors are counted by connected component."""
 import numpy as np
 import torch
 
-from bench.probe import components, off_target, probe_split
+from bench.probe import components, off_target, probe_split, variants_of
 from conftest import tiny_meta
+from seglib.inference import Predictor
 from seglib.metrics import scores
 
 
@@ -13,6 +14,10 @@ class Pointwise(torch.nn.Module):
 
     def forward(self, x):
         return torch.cat([-x, x], dim=1) * 50
+
+
+def _variants():
+    return variants_of(Predictor(Pointwise(), tiny_meta(mean=0.1, std=1.0), torch.device("cpu")))
 
 
 def arrays():
@@ -28,7 +33,7 @@ def arrays():
 
 def test_flips_and_thresholds_score_the_same_pixels_as_plain_prediction():
     units = {"a_1.png": "a", "b_1.png": "b", "b_2.png": "b"}
-    matrices, objects, subject_dice = probe_split(Pointwise(), tiny_meta(mean=0.1, std=1.0), arrays(), units, every=1)
+    matrices, objects, subject_dice = probe_split(_variants(), arrays(), units, every=1)
     assert set(matrices) == {"plain", "hflip", "hvflip", "fg > 0.3", "fg > 0.4", "fg > 0.6", "fg > 0.7"}
     for matrix in matrices.values():
         assert matrix.tolist() == matrices["plain"].tolist()
@@ -43,7 +48,7 @@ def test_flips_and_thresholds_score_the_same_pixels_as_plain_prediction():
 
 
 def test_every_nth_slice():
-    matrices, objects, subject_dice = probe_split(Pointwise(), tiny_meta(mean=0.1, std=1.0), arrays(),
+    matrices, objects, subject_dice = probe_split(_variants(), arrays(),
                                                   {"a_1.png": "a", "b_2.png": "b"}, every=2)
     assert matrices["plain"][1].tolist() == [4, 34]
     assert set(subject_dice) == {"a", "b"}

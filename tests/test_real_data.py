@@ -16,7 +16,7 @@ from seglib.config import DataConfig
 from seglib.split import split_by_subject
 
 DATASETS = SHARED / "datasets"
-TINY = {"preprocess.base_size": [64, 64], "train.epochs": 1, "train.device": "cpu",
+TINY = {"preprocess.base_size": [64, 64], "train.epochs": 1, "runtime.device": "cpu",
         "models.unet.width": 4, "models.unet.batch_size": 4, "models.deeplabv3.batch_size": 4,
         "compare.bootstrap": 200, "compare.permutations": 200}
 

@@ -13,7 +13,7 @@ import yaml
 from PIL import Image
 
 from conftest import REPO, run_module, square_pair, tiny_meta, write_pair
-from seglib.config import ModelConfig
+from seglib.config import UNetConfig
 from seglib.io import TEMP_SUFFIX, atomic_path, write_json
 from seglib.models import build_model, save_checkpoint
 from seglib.split import split_by_subject
@@ -57,9 +57,12 @@ def _set(section, key, value):
     (_set("models.unet", "arch", "segformer"), "models.unet.arch: unknown architecture 'segformer'"),
     (_set("models.deeplabv3", "backbone", "vgg"), "models.deeplabv3.backbone: must be one of"),
     (_set("preprocess", "base_size", [16.5, 32]), "preprocess.base_size: expected [height, width], whole numbers"),
-    (_set("train", "device", "tpu"), "train.device: use auto, cpu, cuda, cuda:N or mps; got 'tpu'"),
+    (_set("runtime", "device", "tpu"), "runtime.device: use auto, cpu, cuda, cuda:N or mps; got 'tpu'"),
+    (_set("train", "device", "cpu"), "train: unknown key(s) ['device'] (it is a setting of runtime:; move it there)"),
+    (_set("models.deeplabv3", "width", 8),
+     "models.deeplabv3: unknown key(s) ['width'] (it is a setting of models.<name>: of arch unet; move it there)"),
     (_set("compare", "bootstrap", 10), "compare.bootstrap: must be 100 to 1000000, got 10"),
-    (_set("train", "threads", -1), "train.threads: must be 0 (all cores) to 1024, got -1"),
+    (_set("runtime", "threads", -1), "runtime.threads: must be 0 (all cores) to 1024, got -1"),
     (_set("data", "gray_values", [0]), "data.gray_values: expected at least two whole gray values"),
 ])
 def test_any_wrong_setting_fails_the_first_stage(project, change, message):
@@ -71,11 +74,11 @@ def test_device_that_is_not_there_names_the_key(project):
     assert split(project).returncode == 0 and preprocess(project).returncode == 0
     if torch.backends.mps.is_available():
         pytest.skip("this machine has an Apple GPU")
-    edit_params(project, _set("train", "device", "mps"))
+    edit_params(project, _set("runtime", "device", "mps"))
     result = run_module("stages.train", "--model", "unet", "--prepared", project / "prep/arrays",
                         "--out", project / "models/unet", "--metrics", project / "o/unet.json",
                         "--log", project / "o/unet.csv", "--timing", project / "o/t.json", "--params", project / "params.yaml")
-    assert_failed(result, "train.device: 'mps' asked for but no Apple GPU (MPS) is available here",
+    assert_failed(result, "runtime.device: 'mps' asked for but no Apple GPU (MPS) is available here",
                   outputs=[project / "models", project / "o"])
 
 
@@ -176,7 +179,7 @@ def test_scratch_project_never_writes_into_a_full_folder(tmp_path):
 
 @pytest.fixture
 def checkpoint(tmp_path):
-    cfg = ModelConfig(arch="unet", width=4)
+    cfg = UNetConfig(width=4)
     save_checkpoint(tmp_path / "model.pt", build_model(cfg, 2), cfg, tiny_meta(), "unet")
     return tmp_path / "model.pt"
 
@@ -246,7 +249,7 @@ def test_missing_checkpoint_says_how_to_get_it_back(tmp_path, inputs):
 
 
 def test_identical_weights_give_identical_checkpoint_bytes(tmp_path):
-    cfg = ModelConfig(arch="unet", width=4)
+    cfg = UNetConfig(width=4)
     torch.manual_seed(0)
     model = build_model(cfg, 2)
     save_checkpoint(tmp_path / "one.pt", model, cfg, tiny_meta(), "unet")

@@ -1,6 +1,8 @@
-"""The pipeline's wiring: each stage's dvc.yaml deps equal its import closure, and data.dvc is reproducible."""
+"""The pipeline's wiring and the house rules: each stage's dvc.yaml deps equal its import closure, data.dvc is
+reproducible, no import loops, at most six parameters per function, models named in one place of dvc.yaml."""
 import ast
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -64,3 +66,46 @@ def test_generator_reproduces_data_dvc_hash(tmp_path):
     produced = yaml.safe_load((tmp_path / "data.dvc").read_text())["outs"][0]
     assert (produced["md5"], produced["nfiles"], produced["size"]) == \
         (expected["md5"], expected["nfiles"], expected["size"])
+
+
+def _seglib_graph():
+    return {path.stem: {m.split(".")[1] for m in _imports(path)} for path in (REPO / "seglib").glob("*.py")}
+
+
+def test_seglib_has_no_import_loops_and_never_imports_stages_or_bench():
+    graph = _seglib_graph()
+
+    def visit(module, trail):
+        assert module not in trail, " -> ".join(trail + [module])
+        for other in graph.get(module, ()):
+            visit(other, trail + [module])
+    for module in graph:
+        visit(module, [])
+    for path in (REPO / "seglib").glob("*.py"):
+        assert not re.search(r"^\s*(from|import) (stages|bench)\b", path.read_text(), re.M), path
+
+
+def test_no_function_in_seglib_takes_more_than_six_parameters():
+    for path in (REPO / "seglib").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                args = node.args
+                names = [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs if a.arg not in ("self", "cls")]
+                assert len(names) <= 6, f"{path.name}: {node.name}({', '.join(names)})"
+
+
+def test_dvc_yaml_names_models_only_in_the_top_level_plots_and_those_match_params():
+    """A third model is one models: entry plus its lines in the top-level plots; this test names what is missing."""
+    pipeline = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    models = set(yaml.safe_load((REPO / "params.yaml").read_text())["models"])
+    stages_text = yaml.safe_dump(pipeline["stages"])
+    for name in models:
+        assert not re.search(rf"\b{name}\b", stages_text), f"dvc.yaml's stages spell out {name}; use ${{key}}"
+    for plot in pipeline["plots"]:
+        (title, spec), = plot.items()
+        named = {Path(path).stem for path in spec["y"]}
+        assert named == models, f"top-level plot {title!r} draws {sorted(named)}, models: has {sorted(models)}"
+
+
+def test_readme_stays_a_guide():
+    assert len((REPO / "README.md").read_bytes()) <= 15 * 1024
