@@ -138,7 +138,7 @@ def build_model(cfg, num_classes, bn_momentum=None):
     return model
 
 
-def _load_tensors(path, what):
+def load_tensors(path, what):
     """torch.load with weights_only=True, every failure turned into one message naming the file.
 
     A file holding pickled Python objects is refused by torch before any of
@@ -176,7 +176,7 @@ def load_local_weights(model, path):
     Only tensors whose names and shapes match are taken (a 21-class COCO head is
     skipped); the file is read with weights_only=True, never unpickled freely.
     """
-    state = _require_state_dict(_load_tensors(path, "weights"), f"{path}: weights")
+    state = _require_state_dict(load_tensors(path, "weights"), f"{path}: weights")
     own = model.state_dict()
     prefixes = ("", "net.", "net.backbone.", "net.net.", "net.net.backbone.")
     taken = {}
@@ -231,7 +231,7 @@ def load_checkpoint(path, device="cpu"):
         raise SegError(f"{path}: checkpoint not found. DVC removes a stage's outputs before it runs, so a failed "
                        f"train stage leaves none: `dvc checkout {Path(path).parent}` restores the last one "
                        "recorded in dvc.lock, `dvc repro` trains it again")
-    ckpt = _load_tensors(path, "checkpoint")
+    ckpt = load_tensors(path, "checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") not in (1, CHECKPOINT_FORMAT) \
             or sorted(ckpt) != sorted(CHECKPOINT_KEYS):
         raise SegError(f"{path}: not a checkpoint written by this pipeline (format {CHECKPOINT_FORMAT}); "

@@ -8,6 +8,7 @@ import copy
 import dataclasses
 import functools
 import math
+import sys
 import time
 
 import torch
@@ -153,10 +154,28 @@ def make_loaders(train_arrays, val_arrays, model_cfg, train_cfg, meta, name):
     return train_loader, val_loader
 
 
-def fit(data, model_cfg, train_cfg, device, meta, name):
-    """Train `model_cfg` on `data` (prepared arrays of "train" and "val") on `device`;
-    keep the epoch with the best validation foreground Dice."""
-    train_loader, val_loader = make_loaders(data["train"], data["val"], model_cfg, train_cfg, meta, name)
+def _random_state(generators, device):
+    """Every random generator's state, with torch's global ones (dropout draws from those)."""
+    state = {name: g.get_state() for name, g in generators.items()}
+    state["torch"] = torch.get_rng_state()
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_random_state(generators, device, state):
+    for name, g in generators.items():
+        g.set_state(state[name])
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def fit(data, model_cfg, train_cfg, device, meta, run):
+    """Train `model_cfg` on `data` (prepared arrays of "train" and "val") on `device`; keep the epoch
+    with the best validation foreground Dice. `run` (seglib.resume.TrainingRun) names the model,
+    takes each epoch's log and state, and hands back a stopped run's state to continue from."""
+    train_loader, val_loader = make_loaders(data["train"], data["val"], model_cfg, train_cfg, meta, run.name)
     torch.manual_seed(train_cfg.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     epochs = model_cfg.epochs or train_cfg.epochs
@@ -165,28 +184,45 @@ def fit(data, model_cfg, train_cfg, device, meta, name):
     optimizer = opt_class(model.parameters(), lr=model_cfg.lr, weight_decay=train_cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: cosine_factor(e, epochs, train_cfg.lrf))
     criterion = functools.partial(segmentation_loss, kind=train_cfg.loss)
-    train = training_step(model, criterion, optimizer, Augment(train_cfg, train_cfg.seed + 1), model_cfg.precision)
+    augment = Augment(train_cfg, train_cfg.seed + 1)
+    train = training_step(model, criterion, optimizer, augment, model_cfg.precision)
     validate = validation_step(model, criterion, model_cfg.precision)
-    history, best, best_dice, best_state, seconds = [], None, -1.0, None, []
-    for epoch in range(epochs):
+    generators = {"shuffle": train_loader.generator, "augment": augment.generator}
+    progress = {"history": [], "best": None, "best_dice": -1.0, "best_state": None, "best_scores": None,
+                "seconds": []}
+    saved = run.resume()
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        schedule.load_state_dict(saved["schedule"])
+        _set_random_state(generators, device, saved["random"])
+        progress = {key: saved[key] for key in progress}
+        print(f"[{run.name}] resuming after epoch {len(progress['history'])}/{epochs} (state in {run.state})",
+              flush=True)
+    for epoch in range(len(progress["history"]), epochs):
         start, lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
-        tag = f"{name} {epoch + 1}/{epochs}"
+        tag = f"{run.name} {epoch + 1}/{epochs}"
         train_matrix, val_matrix = (ConfusionMatrix(meta.num_classes, device) for _ in range(2))
         model.train()
         train_loss = run_epoch(train_loader, train, train_matrix, f"train {tag}")
         schedule.step()
         model.eval()
         val_loss = run_epoch(val_loader, validate, val_matrix, f"valid {tag}")
-        seconds.append(time.perf_counter() - start)
+        progress["seconds"].append(time.perf_counter() - start)
         row = {"epoch": epoch + 1, "lr": lr, **_epoch_row("train", train_loss, train_matrix.numpy()),
                **_epoch_row("val", val_loss, val_matrix.numpy())}
-        history.append(row)
+        progress["history"].append(row)
         dice = row["val_dice"] if not math.isnan(row["val_dice"]) else -1.0
-        if dice > best_dice:
-            best, best_dice, best_state = epoch + 1, dice, copy.deepcopy(model.state_dict())
-            best_scores = scores(val_matrix.numpy())
-        tqdm.write(f"[{name}] epoch {epoch + 1}/{epochs} lr {lr:.2e} | train loss {train_loss:.4f} "
+        if dice > progress["best_dice"]:
+            progress.update(best=epoch + 1, best_dice=dice, best_state=copy.deepcopy(model.state_dict()),
+                            best_scores=scores(val_matrix.numpy()))
+        tqdm.write(f"[{run.name}] epoch {epoch + 1}/{epochs} lr {lr:.2e} | train loss {train_loss:.4f} "
                    f"dice {row['train_dice']:.4f} | val loss {val_loss:.4f} iou {row['val_iou']:.4f} "
-                   f"dice {row['val_dice']:.4f}{' *' if best == epoch + 1 else ''}")
-    model.load_state_dict(best_state)
-    return FitResult(history, best, best_scores, model.eval(), count_parameters(model), seconds)
+                   f"dice {row['val_dice']:.4f}{' *' if progress['best'] == epoch + 1 else ''}")
+        sys.stdout.flush()  # one line per epoch, visible as it happens in a piped log
+        run.epoch_done(progress["history"], {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+            "random": _random_state(generators, device), **progress})
+    model.load_state_dict(progress["best_state"])
+    return FitResult(progress["history"], progress["best"], progress["best_scores"], model.eval(),
+                     count_parameters(model), progress["seconds"])

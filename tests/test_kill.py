@@ -83,3 +83,32 @@ def test_repro_killed_in_every_stage_recovers_to_the_uninterrupted_bytes(tmp_pat
         (root / folder / f".x.csv.dead{TEMP_SUFFIX}").write_text("half")
     assert "Data and pipelines are up to date" in dvc("status", cwd=root).stdout
     assert TEMP_SUFFIX not in sh("git", "status", "--porcelain", "--untracked-files=all", cwd=root).stdout
+
+
+def test_training_killed_after_an_epoch_resumes_there_with_the_uninterrupted_bytes(tmp_path):
+    three_epochs = {"train.epochs": 3}
+    outputs = ("models/unet/model.pt", "metrics/train/unet.json", "plots/train/unet.csv")
+    reference = make_tiny_repo(tmp_path / "reference", overrides=three_epochs)
+    dvc("repro", "train@unet", cwd=reference)
+    expected = {p: (reference / p).read_bytes() for p in outputs}
+
+    root = make_tiny_repo(tmp_path / "killed", overrides=three_epochs)
+    log = root / "kill.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([str(BIN / "dvc"), "repro", "train@unet"], cwd=root, env=ENV, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while "[unet] epoch 2/3" not in log.read_text() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, log.read_text()[-2000:]
+    time.sleep(0.5)  # the state of epoch 2 is written right after its line
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (root / "logs/resume/unet.pt").is_file()
+    assert len((root / "plots/train/unet.csv").read_text().splitlines()) >= 3  # the epochs so far, live
+    out = dvc("repro", "train@unet", cwd=root).stdout
+    assert "[unet] resuming after epoch 2/3" in out or "[unet] resuming after epoch 3/3" in out, out
+    assert "[unet] epoch 1/3" not in out
+    assert {p: (root / p).read_bytes() for p in outputs} == expected
+    assert not (root / "logs/resume/unet.pt").exists()
+    assert "logs/" not in sh("git", "status", "--porcelain", "--untracked-files=all", cwd=root).stdout

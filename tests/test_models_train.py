@@ -11,6 +11,7 @@ from seglib.errors import SegError
 
 CPU = torch.device("cpu")
 from seglib.models import build_model, load_checkpoint, save_checkpoint
+from seglib.resume import TrainingRun
 from seglib.train import cosine_factor, fit
 from seglib.transforms import flip_batch, jitter_batch
 
@@ -95,7 +96,7 @@ def _tiny_arrays(n, seed):
 def _fit(epochs=4, arch="unet", precision="fp32"):
     common = {"batch_size": 4, "lr": 3e-3, "precision": precision}
     cfg = UNetConfig(width=8, **common) if arch == "unet" else DeepLabV3Config(**common)
-    return fit(_data(16, 8), cfg, TrainConfig(epochs=epochs), CPU, tiny_meta(), "t")
+    return fit(_data(16, 8), cfg, TrainConfig(epochs=epochs), CPU, tiny_meta(), TrainingRun("t"))
 
 
 def _data(train, val):
@@ -127,7 +128,7 @@ def test_bf16_autocast_trains_in_bfloat16_and_keeps_float32_weights():
 
 def test_model_epochs_override_train_epochs():
     cfg = UNetConfig(width=4, batch_size=4, epochs=2)
-    result = fit(_data(8, 4), cfg, TrainConfig(epochs=5), CPU, tiny_meta(), "t")
+    result = fit(_data(8, 4), cfg, TrainConfig(epochs=5), CPU, tiny_meta(), TrainingRun("t"))
     assert [r["epoch"] for r in result.history] == [1, 2]
     assert result.history[1]["lr"] < result.history[0]["lr"]
 
@@ -140,7 +141,7 @@ def test_deeplabv3_trains_one_epoch():
 def test_batch_larger_than_training_set_is_a_clear_error():
     cfg = UNetConfig(width=4, batch_size=32)
     with pytest.raises(SegError, match=r"models.t.batch_size: 32 is larger than the 16 training images"):
-        fit(_data(16, 4), cfg, TrainConfig(epochs=1), CPU, tiny_meta(mean=0.0, std=1.0), "t")
+        fit(_data(16, 4), cfg, TrainConfig(epochs=1), CPU, tiny_meta(mean=0.0, std=1.0), TrainingRun("t"))
 
 
 @pytest.mark.parametrize("unet", [{}, {"norm": "instance"}, {"depth": 3}])
@@ -171,3 +172,57 @@ def test_settings_and_registry_name_the_same_models():
     assert set(models.REGISTRY) == set(config.ARCHS)
     assert all(cls().arch == arch for arch, cls in config.ARCHS.items())
     assert set(models.BACKBONES) == set(config.BACKBONES)
+
+
+class StopAfter(TrainingRun):
+    """A run that is killed right after saving the state of epoch `stop`."""
+
+    def __init__(self, stop, **kwargs):
+        super().__init__("t", **kwargs)
+        self.stop = stop
+
+    def epoch_done(self, history, state):
+        super().epoch_done(history, state)
+        if len(history) == self.stop:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("arch", ["unet", "deeplabv3"])  # DeepLabV3's dropout draws from torch's global generator
+def test_a_stopped_run_resumes_to_the_uninterrupted_weights(tmp_path, arch):
+    common = {"batch_size": 4, "lr": 3e-3}
+    cfg = UNetConfig(width=8, **common) if arch == "unet" else DeepLabV3Config(**common)
+    train_cfg = TrainConfig(epochs=3, hflip=0.5, vflip=0.5, scale_jitter=0.1, rotate_degrees=10.0)
+    reference = fit(_data(12, 8), cfg, train_cfg, CPU, tiny_meta(), TrainingRun("t"))
+    files = {"log": tmp_path / "log.csv", "state": tmp_path / "state.pt"}
+    with pytest.raises(KeyboardInterrupt):
+        fit(_data(12, 8), cfg, train_cfg, CPU, tiny_meta(), StopAfter(2, key="k", **files))
+    assert len(files["log"].read_text().splitlines()) == 3  # header + the two epochs done, written as they ended
+    torch.manual_seed(123)  # whatever ran in between: the state brings every generator back
+    resumed = fit(_data(12, 8), cfg, train_cfg, CPU, tiny_meta(), TrainingRun("t", key="k", **files))
+    assert repr(resumed.history) == repr(reference.history) and resumed.best_epoch == reference.best_epoch  # NaN-safe
+    for name, tensor in reference.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[name], tensor), name
+    assert len(files["log"].read_text().splitlines()) == 4
+
+
+def test_a_state_left_by_other_inputs_is_not_resumed(tmp_path, capsys):
+    cfg, train_cfg = UNetConfig(width=4, batch_size=4), TrainConfig(epochs=2)
+    state = tmp_path / "state.pt"
+    with pytest.raises(KeyboardInterrupt):
+        fit(_data(8, 4), cfg, train_cfg, CPU, tiny_meta(), StopAfter(1, key="old", state=state))
+    result = fit(_data(8, 4), cfg, train_cfg, CPU, tiny_meta(), TrainingRun("t", key="new", state=state))
+    assert "left by other settings, data or code; training from the first epoch" in capsys.readouterr().out
+    assert [r["epoch"] for r in result.history] == [1, 2]
+    run = TrainingRun("t", key="new", state=state)
+    run.finish()
+    assert not state.exists()
+
+
+def test_run_key_follows_settings_and_file_bytes(tmp_path):
+    from seglib.resume import run_key
+    (tmp_path / "a.npz").write_bytes(b"one")
+    first = run_key({"lr": 1e-3}, [tmp_path / "a.npz"])
+    assert run_key({"lr": 1e-3}, [tmp_path / "a.npz"]) == first
+    assert run_key({"lr": 2e-3}, [tmp_path / "a.npz"]) != first
+    (tmp_path / "a.npz").write_bytes(b"two")
+    assert run_key({"lr": 1e-3}, [tmp_path / "a.npz"]) != first

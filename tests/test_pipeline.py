@@ -1,6 +1,7 @@
 """The real pipeline with the real dvc binary in a temporary Git repository."""
 import json
 import re
+import time
 
 import browser
 import pytest
@@ -17,9 +18,9 @@ TINY = {
 }
 
 
-def make_tiny_repo(root, subjects=8, slices=2, seed=0):
+def make_tiny_repo(root, subjects=8, slices=2, seed=0, overrides=None):
     """A committed copy of this project on a small synthetic dataset with tiny settings."""
-    return scratch_project(root, overrides=TINY,
+    return scratch_project(root, overrides={**TINY, **(overrides or {})},
                            synth_args=["--subjects", subjects, "--slices", slices, "--seed", seed])
 
 
@@ -135,3 +136,29 @@ def test_a_third_model_is_one_models_entry_and_its_plot_lines(tiny_repo):
     finally:
         sh("git", "checkout", "-q", "--", ".", cwd=tiny_repo)
         dvc("checkout", "-q", cwd=tiny_repo, check=False)
+
+
+def test_queued_experiments_both_finish_and_show(tmp_path):
+    """`dvc exp run --queue` + `dvc queue start`: each experiment runs in its own temporary copy of the
+    committed repository (untracked files do not travel), so the reference run is committed first."""
+    root = make_tiny_repo(tmp_path / "queue")
+    dvc("repro", cwd=root)
+    sh("git", "add", "-A", cwd=root)
+    sh("git", "commit", "-qm", "reference run", cwd=root)
+    for lr in ("0.002", "0.003"):
+        dvc("exp", "run", "--queue", "-S", f"models.unet.lr={lr}", cwd=root)
+    dvc("queue", "start", "--jobs", "1", cwd=root)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        status = dvc("queue", "status", cwd=root).stdout
+        if not re.search(r"\b(Queued|Running)\b", status):
+            break
+        time.sleep(2)
+    assert status.count("Success") == 2, status
+    shown = json.loads(dvc("exp", "show", "--json", cwd=root).stdout)
+    experiments = [exp for rev in shown for exp in (rev.get("experiments") or [])]
+    lrs = sorted(exp["revs"][0]["data"]["params"]["params.yaml"]["data"]["models"]["unet"]["lr"] for exp in experiments)
+    assert lrs == [0.002, 0.003], experiments
+    for exp in experiments:
+        metrics = exp["revs"][0]["data"]["metrics"]
+        assert "metrics/test/unet.json" in metrics and "metrics/eval.json" in metrics

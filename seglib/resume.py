@@ -1,0 +1,73 @@
+"""A training run's life outside DVC's outputs: its epoch log after every epoch, and the state
+that lets a stopped run resume from its last completed epoch.
+
+The state file lives outside the stage's outputs (DVC deletes those before a
+stage runs), is keyed by everything the run's result depends on (settings,
+prepared data, code, library versions), so a changed input never resumes a
+stale run, and is removed once the stage has written its outputs. Resuming
+restores the weights, optimiser, schedule and every random generator, so the
+result equals an uninterrupted run's, byte for byte on CPU.
+"""
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from seglib import CPU_PINS
+from seglib.errors import SegError
+from seglib.io import write_bytes, write_csv
+from seglib.models import load_tensors
+
+CHUNK = 1 << 20
+
+
+def run_key(settings, files):
+    """Digest of `settings` (plain JSON values), of the bytes of `files`, and of what else changes
+    results bit for bit: torch's version and the CPU pins in force."""
+    environment = {"torch": torch.__version__, **{k: os.environ.get(k) for k in CPU_PINS}}
+    digest = hashlib.sha256(json.dumps({"settings": settings, "environment": environment},
+                                       sort_keys=True).encode())
+    for path in files:
+        digest.update(str(Path(path).name).encode())
+        with open(path, "rb") as handle:
+            while block := handle.read(CHUNK):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+class TrainingRun:
+    """One model's training: its name, its epoch log, and its resume state (both optional)."""
+
+    def __init__(self, name, log=None, state=None, key=""):
+        self.name, self.log, self.state, self.key = name, log, state, key
+
+    def resume(self):
+        """The saved state of this run's inputs, or None (no file, or one left by other inputs)."""
+        if self.state is None or not Path(self.state).is_file():
+            return None
+        try:
+            saved = load_tensors(self.state, "resume state")
+        except SegError as exc:  # never fatal: the run starts from epoch 1 instead
+            print(f"warning: {exc}; training from the first epoch")
+            return None
+        if not isinstance(saved, dict) or saved.get("key") != self.key:
+            print(f"note: {self.state} was left by other settings, data or code; training from the first epoch")
+            return None
+        return saved
+
+    def epoch_done(self, history, state):
+        """After each epoch: the epoch log so far (watch it while the run goes), then the resume state."""
+        if self.log is not None:
+            write_csv(self.log, history)
+        if self.state is not None:
+            buffer = io.BytesIO()
+            torch.save({**state, "key": self.key}, buffer)
+            write_bytes(self.state, buffer.getvalue())
+
+    def finish(self):
+        """The stage's outputs are written: the state has done its work."""
+        if self.state is not None:
+            Path(self.state).unlink(missing_ok=True)
