@@ -164,5 +164,6 @@ def test_wrong_model_setting_names_the_model_key(project, key, value, message):
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     result = run_module("stages.train", "--model", "unet", "--prepared", project / "prep/arrays",
                         "--out", project / "models/unet", "--metrics", project / "o/unet.json",
-                        "--log", project / "o/unet.csv", "--timing", project / "o/t.json", "--params", project / "params.yaml")
+                        "--log", project / "o/unet.csv", "--timing", project / "o/t.json", "--resume", project / "o/r.pt",
+                        "--params", project / "params.yaml")
     assert_failed(result, message, outputs=[project / "models", project / "o"])

@@ -77,7 +77,8 @@ def test_device_that_is_not_there_names_the_key(project):
     edit_params(project, _set("runtime", "device", "mps"))
     result = run_module("stages.train", "--model", "unet", "--prepared", project / "prep/arrays",
                         "--out", project / "models/unet", "--metrics", project / "o/unet.json",
-                        "--log", project / "o/unet.csv", "--timing", project / "o/t.json", "--params", project / "params.yaml")
+                        "--log", project / "o/unet.csv", "--timing", project / "o/t.json", "--resume", project / "o/r.pt",
+                        "--params", project / "params.yaml")
     assert_failed(result, "runtime.device: 'mps' asked for but no Apple GPU (MPS) is available here",
                   outputs=[project / "models", project / "o"])
 
