@@ -108,4 +108,4 @@ def test_dvc_yaml_names_models_only_in_the_top_level_plots_and_those_match_param
 
 
 def test_readme_stays_a_guide():
-    assert len((REPO / "README.md").read_bytes()) <= 15 * 1024
+    assert len((REPO / "README.md").read_bytes()) <= 15_000
