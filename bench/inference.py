@@ -9,23 +9,17 @@ the median images per second of each and its ratio to batch 1, with the CPU
 and thread count the figures belong to.
 """
 import argparse
-import platform
+import dataclasses
 import statistics
 import time
 from pathlib import Path
 
 import torch
 
+from bench.determinism import cpu_name
 from seglib import config
 from seglib.inference import Predictor, use_runtime
 from seglib.io import read_npz
-
-
-def cpu_name():
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def images_per_second(predictor, arrays):
@@ -54,8 +48,7 @@ def main(argv=None):
         runs = {b: [] for b in batches}
         for _ in range(args.rounds):
             for b in batches:
-                runs[b].append(images_per_second(Predictor(plain.model, plain.meta, device, plain.precision, b),
-                                                 arrays))
+                runs[b].append(images_per_second(dataclasses.replace(plain, batch_size=b), arrays))
         base = statistics.median(runs[1])
         print(f"{name:10s} " + "  ".join(f"batch {b}: {statistics.median(r):6.1f} img/s ({statistics.median(r) / base:.2f}x)"
                                          for b, r in runs.items()), flush=True)

@@ -17,7 +17,7 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from bench.inference import cpu_name
+from bench.determinism import cpu_name
 from seglib.config import DeepLabV3Config, RuntimeConfig, TrainConfig, UNetConfig
 from seglib.inference import use_runtime
 from seglib.models import build_model

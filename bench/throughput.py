@@ -33,7 +33,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.inference import cpu_name
+from bench.determinism import cpu_name
 from seglib.check import mask_name_for
 from seglib.config import DeepLabV3Config, PreprocessConfig, RuntimeConfig, TrainConfig, UNetConfig
 from seglib.inference import use_runtime
