@@ -18,7 +18,7 @@ import torch
 
 from seglib.config import DeepLabV3Config, TrainConfig, UNetConfig
 from seglib.models import build_model
-from seglib.train import segmentation_loss, training_step
+from seglib.train import grad_scaler, segmentation_loss, training_step
 
 CASES = {"unet": UNetConfig(width=16),
          "unet-instance": UNetConfig(width=16, norm="instance"),
@@ -31,7 +31,7 @@ def seconds_per_step(model_cfg, precision, size, batch, steps, device):
     model = build_model(model_cfg, 2, cfg.bn_momentum).to(device, memory_format=torch.channels_last).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     step = training_step(model, functools.partial(segmentation_loss, kind=cfg.loss), optimizer,
-                         lambda images, masks: (images, masks), precision)
+                         lambda images, masks: (images, masks), precision, grad_scaler(device, precision))
     images, masks = torch.randn(batch, 1, size, size), torch.randint(0, 2, (batch, size, size))
     times = []
     for _ in range(steps + 1):

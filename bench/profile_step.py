@@ -21,7 +21,7 @@ from bench.determinism import cpu_name
 from seglib.config import DeepLabV3Config, RuntimeConfig, TrainConfig, UNetConfig
 from seglib.inference import use_runtime
 from seglib.models import build_model
-from seglib.train import segmentation_loss, training_step
+from seglib.train import grad_scaler, segmentation_loss, training_step
 
 MODELS = {"unet": UNetConfig(), "deeplabv3": DeepLabV3Config()}
 TOP = 8
@@ -33,7 +33,7 @@ def make_step(cfg, compiled):
     net = torch.compile(model) if compiled else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     return training_step(net, functools.partial(segmentation_loss, kind="ce_dice"), optimizer,
-                         lambda x, y: (x, y), cfg.precision)
+                         lambda x, y: (x, y), cfg.precision, grad_scaler(torch.device("cpu"), cfg.precision))
 
 
 def timed(step, images, masks):

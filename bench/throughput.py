@@ -40,7 +40,8 @@ from seglib.inference import use_runtime
 from seglib.models import UNet, build_model
 from seglib.prepare import intensity_stats, prepare_items
 from seglib.prepared_meta import PreparedMeta
-from seglib.train import ConfusionMatrix, PreparedDataset, run_epoch, segmentation_loss, training_step
+from seglib.train import (ConfusionMatrix, PreparedDataset, grad_scaler, run_epoch, segmentation_loss,
+                          training_step)
 from seglib.transforms import Augment
 
 MODELS = {"unet": UNetConfig(), "deeplabv3": DeepLabV3Config()}
@@ -180,7 +181,8 @@ def main(argv=None):
             cfg = dataclasses.replace(MODELS[name], precision=precision)
             ours = build_model(cfg, len(grays), TrainConfig().bn_momentum).to(memory_format=torch.channels_last)
             step = training_step(ours, functools.partial(segmentation_loss, kind="ce_dice"),
-                                 torch.optim.AdamW(ours.parameters(), lr=1e-4), Augment(TrainConfig(), 1), precision)
+                                 torch.optim.AdamW(ours.parameters(), lr=1e-4), Augment(TrainConfig(), 1), precision,
+                                 grad_scaler(torch.device("cpu"), precision))
             theirs = blog_model(name, len(grays))
             blog_optimizer = torch.optim.AdamW(theirs.parameters(), lr=1e-4)
             blog_loader = DataLoader(BlogDataset(blog_pairs, args.size, grays), batch_size=args.batch,

@@ -133,16 +133,20 @@ class TrainConfig:
 class RuntimeConfig:
     """Where train and evaluate run. Both change results bit for bit (docs/determinism.md)."""
     device: str = "auto"
-    threads: int = 2            # CPU threads; 0 = torch's default (all cores)
+    threads: int = 2            # CPU threads of this machine, shared by its training processes; 0 = all cores
+    processes: int = 1          # training processes on this machine; above 1 = DistributedDataParallel
+    deterministic: bool = True  # false: cuDNN picks its fastest kernels (cudnn.benchmark); results vary
 
     def check(self, where):
         check_device(self.device, f"{where}.device")
         if not 0 <= self.threads <= 1024:
             raise SegError(f"{where}.threads: must be 0 (all cores) to 1024, got {self.threads}")
+        if not 1 <= self.processes <= 64:
+            raise SegError(f"{where}.processes: must be 1 to 64 (one per GPU, or a few on a CPU), got {self.processes}")
 
 
 MAX_EPOCHS = 10000
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "fp16")  # fp16: CUDA only, with a gradient scaler
 NORMS = ("batch", "instance")
 BACKBONES = ("mobilenet_v3_large", "resnet50", "resnet101")
 MAX_WIDTH = 128  # UNet's first level; the classic UNet uses 64

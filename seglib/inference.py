@@ -6,6 +6,7 @@ in batches, optionally averaged over flipped copies, with each image's
 scores resized back to its own size before the argmax.
 """
 import dataclasses
+import os
 
 import numpy as np
 import torch
@@ -38,24 +39,44 @@ def resolve_device(name, where="runtime.device"):
 
 
 def use_runtime(runtime_cfg, where="runtime.device"):
-    """Pin torch's CPU threads (0 keeps its default: the count changes results bit for bit); return the device."""
+    """Pin torch's CPU threads (0 keeps its default: the count changes results bit for bit), choose
+    deterministic kernels or cuDNN's fastest (runtime.deterministic); return the device."""
     if runtime_cfg.threads:
         torch.set_num_threads(runtime_cfg.threads)
-    return resolve_device(runtime_cfg.device, where)
+    device = resolve_device(runtime_cfg.device, where)
+    if runtime_cfg.deterministic:
+        # cuBLAS reproduces its sums only with a fixed workspace, set before its first call
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.benchmark = True
+    return device
+
+
+def check_precision(device, precision, where):
+    """fp16 needs a CUDA GPU; bf16 on a GPU needs one that has it (Ampere or later)."""
+    if precision == "fp16" and device.type != "cuda":
+        raise SegError(f"{where}.precision: fp16 (with a gradient scaler) is for CUDA GPUs without bf16; "
+                       f"on {device.type} use fp32 or bf16")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise SegError(f"{where}.precision: this GPU ({torch.cuda.get_device_name(device)}) has no bf16; use fp16")
 
 
 def autocast(device, precision):
-    """bf16 autocast (convolutions in bfloat16, reductions in float32), or plain fp32.
+    """bf16 or fp16 autocast (convolutions in half precision, reductions in float32), or plain fp32.
 
-    On CPUs with AMX/AVX-512 bf16 and on recent GPUs this trains UNet about 2x
+    On CPUs with AMX/AVX-512 bf16 and on recent GPUs bf16 trains UNet about 2x
     faster (bench/precision.py); the weights themselves stay float32.
     """
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    return torch.autocast(device.type, dtype=dtype, enabled=precision in ("bf16", "fp16"))
 
 
 def to_device(images, device):
-    # channels_last: oneDNN and cuDNN convolutions run faster in NHWC
-    return images.to(device, memory_format=torch.channels_last)
+    # channels_last: oneDNN and cuDNN convolutions run faster in NHWC; non_blocking overlaps a copy
+    # from pinned memory with the GPU's work (a plain copy elsewhere)
+    return images.to(device, memory_format=torch.channels_last, non_blocking=True)
 
 
 def forward(model, images, precision):
@@ -77,7 +98,9 @@ class Predictor:
     def load(cls, checkpoint, device, flips=()):
         """A checkpoint's model, run in its training precision and batch size."""
         model, settings, meta = load_checkpoint(checkpoint, device)
-        return cls(model, meta, device, settings.precision, settings.batch_size, tuple(flips))
+        # fp16 is a GPU's stand-in for bf16; elsewhere its weights (float32) run in fp32
+        precision = "fp32" if settings.precision == "fp16" and device.type != "cuda" else settings.precision
+        return cls(model, meta, device, precision, settings.batch_size, tuple(flips))
 
     @torch.no_grad()
     def _scores(self, images_uint8, softmax):

@@ -6,8 +6,10 @@ stage runs), is keyed by everything the run's result depends on (settings,
 prepared data, code, library versions), so a changed input never resumes a
 stale run, and is removed once the stage has written its outputs. Resuming
 restores the weights, optimiser, schedule and every random generator, so the
-result equals an uninterrupted run's, byte for byte on CPU.
+result equals an uninterrupted run's, byte for byte on CPU. In several
+training processes only the main one reads and writes these files.
 """
+import dataclasses
 import hashlib
 import io
 import json
@@ -17,6 +19,7 @@ from pathlib import Path
 import torch
 
 from seglib import CPU_PINS
+from seglib.distributed import World
 from seglib.errors import SegError
 from seglib.io import write_bytes, write_csv
 from seglib.models import load_tensors
@@ -38,14 +41,26 @@ def run_key(settings, files):
     return digest.hexdigest()
 
 
-class TrainingRun:
-    """One model's training: its name, its epoch log, and its resume state (both optional)."""
+def training_key(name, configs, meta, files):
+    """run_key of one model's training: its name, its settings (`configs`: section -> dataclass), the
+    prepared meta, the bytes of `files` (prepared arrays, the stage script) and of seglib's code."""
+    settings = {"model": name, **{k: dataclasses.asdict(c) for k, c in configs.items()}, "meta": meta.to_dict()}
+    return run_key(settings, [*files, *sorted(Path(__file__).parent.glob("*.py"))])
 
-    def __init__(self, name, log=None, state=None, key=""):
-        self.name, self.log, self.state, self.key = name, log, state, key
+
+class TrainingRun:
+    """One model's training: its name, its epoch log and its resume state (both optional), and
+    the World of training processes it runs in (only the main one touches the files)."""
+
+    def __init__(self, name, log=None, state=None, key="", world=World()):
+        self.name, self.log, self.state, self.key, self.world = name, log, state, key, world
 
     def resume(self):
-        """The saved state of this run's inputs, or None (no file, or one left by other inputs)."""
+        """The saved state of this run's inputs, or None (no file, or one left by other inputs); every
+        process gets the main process's answer."""
+        return self.world.broadcast(self._saved() if self.world.main else None)
+
+    def _saved(self):
         if self.state is None or not Path(self.state).is_file():
             return None
         try:
@@ -60,6 +75,8 @@ class TrainingRun:
 
     def epoch_done(self, history, state):
         """After each epoch: the epoch log so far (watch it while the run goes), then the resume state."""
+        if not self.world.main:
+            return
         if self.log is not None:
             write_csv(self.log, history)
         if self.state is not None:
@@ -69,5 +86,5 @@ class TrainingRun:
 
     def finish(self):
         """The stage's outputs are written: the state has done its work."""
-        if self.state is not None:
+        if self.state is not None and self.world.main:
             Path(self.state).unlink(missing_ok=True)

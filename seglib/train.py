@@ -3,6 +3,9 @@ that runs either, and fit. Writes no files.
 
 Train metrics come from the training forward pass itself (train-mode
 predictions, accumulated in one confusion matrix), not from a second pass.
+In several processes (seglib.distributed) each trains on its share of every
+batch, validates its share of the images, and the confusion matrices and
+losses are summed over the processes, so each image counts exactly once.
 """
 import copy
 import dataclasses
@@ -13,11 +16,12 @@ import time
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from seglib.errors import SegError
-from seglib.inference import forward, to_device
+from seglib.inference import check_precision, forward, to_device
 from seglib.metrics import EPOCH_METRICS, scores
 from seglib.models import build_model, count_parameters, min_input_side
 from seglib.transforms import Augment, normalise
@@ -74,18 +78,25 @@ class ConfusionMatrix:
         return self.counts.reshape(self.num_classes, self.num_classes).cpu().numpy()
 
 
-def training_step(model, criterion, optimizer, augment, precision):
-    """step(images, masks) -> (logits, loss, masks): augment on the host, one optimisation step on the device."""
+def grad_scaler(device, precision):
+    """fp16 gradients scaled so small ones do not flush to zero; a pass-through for fp32 and bf16."""
+    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+
+def training_step(model, criterion, optimizer, augment, precision, scaler):
+    """step(images, masks) -> (logits, loss, masks): augment on the host, one optimisation step on the
+    device. `scaler` (torch.amp.GradScaler) scales fp16 gradients and passes everything else through."""
     device = next(model.parameters()).device
 
     def step(images, masks):
         images, masks = augment(images, masks)
-        images, masks = to_device(images, device), masks.to(device)
+        images, masks = to_device(images, device), masks.to(device, non_blocking=True)
         logits = forward(model, images, precision)
         loss = criterion(logits, masks)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         return logits, loss, masks
     return step
 
@@ -96,14 +107,14 @@ def validation_step(model, criterion, precision):
 
     @torch.no_grad()
     def step(images, masks):
-        images, masks = to_device(images, device), masks.to(device)
+        images, masks = to_device(images, device), masks.to(device, non_blocking=True)
         logits = forward(model, images, precision)
         return logits, criterion(logits, masks), masks
     return step
 
 
 def run_epoch(loader, step, matrix, desc):
-    """One pass of `step` over `loader`; returns the mean loss per image, and counts pixels into `matrix`."""
+    """One pass of `step` over `loader`; returns (loss summed over images, images), and counts pixels into `matrix`."""
     total, seen = 0.0, 0
     bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None)
     for images, masks in bar:
@@ -113,7 +124,14 @@ def run_epoch(loader, step, matrix, desc):
         if not bar.disable:  # the running scores cost a copy to the host; only a terminal shows them
             s = scores(matrix.numpy())
             bar.set_postfix(loss=f"{total / seen:.3f}", iou=f"{s['fg_iou']:.3f}", dice=f"{s['fg_dice']:.3f}")
-    return total / seen
+    return total, seen
+
+
+def summed_over(world, matrix, loss_sum, seen):
+    """Sums `matrix` over every process in place; returns the mean loss over all their images."""
+    world.sum(matrix.counts)
+    totals = world.sum(torch.tensor([loss_sum, seen], dtype=torch.float64, device=matrix.counts.device))
+    return totals[0].item() / totals[1].item()
 
 
 def _epoch_row(prefix, loss, matrix):
@@ -132,8 +150,20 @@ class FitResult:
     seconds_per_epoch: list
 
 
-def make_loaders(train_arrays, val_arrays, model_cfg, train_cfg, meta, name):
-    """Shuffled training batches (seeded) and ordered validation batches."""
+def per_process_batch(model_cfg, processes, name):
+    """models.<name>.batch_size images per step, split evenly over the training processes."""
+    batch = model_cfg.batch_size // processes
+    if batch * processes != model_cfg.batch_size or batch < 2:
+        raise SegError(f"models.{name}.batch_size: {model_cfg.batch_size} images per step do not split into "
+                       f"{processes} processes (runtime.processes) of at least 2 (batch norm); "
+                       f"use a multiple of {2 * processes}")
+    return batch
+
+
+def make_loaders(data, model_cfg, train_cfg, meta, run, device):
+    """Shuffled training batches (seeded) and ordered validation batches, of this process's share
+    (run.world): a part of each training batch, and every world.size-th validation image."""
+    train_arrays, val_arrays, name, world = data["train"], data["val"], run.name, run.world
     if len(val_arrays["images"]) == 0:
         raise SegError("data.val_fraction: the validation split is empty, and the best epoch is chosen on it; "
                        "set val_fraction above 0")
@@ -145,12 +175,18 @@ def make_loaders(train_arrays, val_arrays, model_cfg, train_cfg, meta, name):
         raise SegError(f"models.{name}.depth: {model_cfg.depth} poolings need inputs of at least "
                        f"{need} px, but the model sees {side:g} px "
                        "(preprocess.base_size x input_scale); lower depth or raise base_size")
+    batch, train_set = per_process_batch(model_cfg, world.size, name), PreparedDataset(train_arrays, meta)
     shuffle_gen = torch.Generator().manual_seed(train_cfg.seed)
+    sampler = None if world.size == 1 else DistributedSampler(train_set, world.size, world.rank, shuffle=True,
+                                                              seed=train_cfg.seed, drop_last=True)
+    pin = device.type == "cuda"  # page-locked host batches: the copies to the GPU overlap its work
     # drop_last: a final batch of one image would crash DeepLabV3's batch norm after global pooling
-    train_loader = DataLoader(PreparedDataset(train_arrays, meta), batch_size=model_cfg.batch_size,
-                              shuffle=True, drop_last=True, num_workers=train_cfg.workers, generator=shuffle_gen)
-    val_loader = DataLoader(PreparedDataset(val_arrays, meta), batch_size=model_cfg.batch_size,
-                            num_workers=train_cfg.workers)
+    train_loader = DataLoader(train_set, batch_size=batch, shuffle=sampler is None, sampler=sampler,
+                              drop_last=True, num_workers=train_cfg.workers, generator=shuffle_gen, pin_memory=pin)
+    # no padding: unlike DistributedSampler, each validation image is seen by exactly one process
+    val_loader = DataLoader(PreparedDataset(val_arrays, meta), batch_size=batch,
+                            sampler=range(world.rank, len(val_arrays["images"]), world.size),
+                            num_workers=train_cfg.workers, pin_memory=pin)
     return train_loader, val_loader
 
 
@@ -174,55 +210,68 @@ def _set_random_state(generators, device, state):
 def fit(data, model_cfg, train_cfg, device, meta, run):
     """Train `model_cfg` on `data` (prepared arrays of "train" and "val") on `device`; keep the epoch
     with the best validation foreground Dice. `run` (seglib.resume.TrainingRun) names the model,
-    takes each epoch's log and state, and hands back a stopped run's state to continue from."""
-    train_loader, val_loader = make_loaders(data["train"], data["val"], model_cfg, train_cfg, meta, run.name)
+    says which process this is, takes each epoch's log and state, and hands back a stopped run's
+    state to continue from."""
+    world = run.world
+    check_precision(device, model_cfg.precision, f"models.{run.name}")
+    train_loader, val_loader = make_loaders(data, model_cfg, train_cfg, meta, run, device)
     torch.manual_seed(train_cfg.seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
     epochs = model_cfg.epochs or train_cfg.epochs
-    model = build_model(model_cfg, meta.num_classes, train_cfg.bn_momentum).to(device, memory_format=torch.channels_last)
+    net = build_model(model_cfg, meta.num_classes, train_cfg.bn_momentum).to(device, memory_format=torch.channels_last)
+    if world.size > 1:
+        torch.manual_seed(train_cfg.seed + world.rank)  # equal weights (DDP copies rank 0's), own dropout
+    model = net if world.size == 1 else DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None)
     opt_class = torch.optim.AdamW if train_cfg.optimizer == "adamw" else torch.optim.Adam
     optimizer = opt_class(model.parameters(), lr=model_cfg.lr, weight_decay=train_cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: cosine_factor(e, epochs, train_cfg.lrf))
+    scaler = grad_scaler(device, model_cfg.precision)
     criterion = functools.partial(segmentation_loss, kind=train_cfg.loss)
-    augment = Augment(train_cfg, train_cfg.seed + 1)
-    train = training_step(model, criterion, optimizer, augment, model_cfg.precision)
-    validate = validation_step(model, criterion, model_cfg.precision)
+    augment = Augment(train_cfg, train_cfg.seed + 1 + world.rank)
+    train = training_step(model, criterion, optimizer, augment, model_cfg.precision, scaler)
+    validate = validation_step(net, criterion, model_cfg.precision)
     generators = {"shuffle": train_loader.generator, "augment": augment.generator}
     progress = {"history": [], "best": None, "best_dice": -1.0, "best_state": None, "best_scores": None,
                 "seconds": []}
     saved = run.resume()
     if saved is not None:
-        model.load_state_dict(saved["model"])
+        net.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         schedule.load_state_dict(saved["schedule"])
-        _set_random_state(generators, device, saved["random"])
+        scaler.load_state_dict(saved["scaler"])
+        _set_random_state(generators, device, saved["random"][world.rank])
         progress = {key: saved[key] for key in progress}
-        print(f"[{run.name}] resuming after epoch {len(progress['history'])}/{epochs} (state in {run.state})",
-              flush=True)
+        if world.main:
+            print(f"[{run.name}] resuming after epoch {len(progress['history'])}/{epochs} (state in {run.state})",
+                  flush=True)
     for epoch in range(len(progress["history"]), epochs):
         start, lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
         tag = f"{run.name} {epoch + 1}/{epochs}"
         train_matrix, val_matrix = (ConfusionMatrix(meta.num_classes, device) for _ in range(2))
+        if isinstance(train_loader.sampler, DistributedSampler):
+            train_loader.sampler.set_epoch(epoch)  # a new seeded shuffle per epoch in every process
         model.train()
-        train_loss = run_epoch(train_loader, train, train_matrix, f"train {tag}")
+        train_loss = summed_over(world, train_matrix, *run_epoch(train_loader, train, train_matrix, f"train {tag}"))
         schedule.step()
         model.eval()
-        val_loss = run_epoch(val_loader, validate, val_matrix, f"valid {tag}")
+        world.share_buffers(net)  # every process validates the same weights and statistics
+        val_loss = summed_over(world, val_matrix, *run_epoch(val_loader, validate, val_matrix, f"valid {tag}"))
         progress["seconds"].append(time.perf_counter() - start)
         row = {"epoch": epoch + 1, "lr": lr, **_epoch_row("train", train_loss, train_matrix.numpy()),
                **_epoch_row("val", val_loss, val_matrix.numpy())}
         progress["history"].append(row)
         dice = row["val_dice"] if not math.isnan(row["val_dice"]) else -1.0
         if dice > progress["best_dice"]:
-            progress.update(best=epoch + 1, best_dice=dice, best_state=copy.deepcopy(model.state_dict()),
+            progress.update(best=epoch + 1, best_dice=dice, best_state=copy.deepcopy(net.state_dict()),
                             best_scores=scores(val_matrix.numpy()))
-        tqdm.write(f"[{run.name}] epoch {epoch + 1}/{epochs} lr {lr:.2e} | train loss {train_loss:.4f} "
-                   f"dice {row['train_dice']:.4f} | val loss {val_loss:.4f} iou {row['val_iou']:.4f} "
-                   f"dice {row['val_dice']:.4f}{' *' if progress['best'] == epoch + 1 else ''}")
-        sys.stdout.flush()  # one line per epoch, visible as it happens in a piped log
+        if world.main:
+            tqdm.write(f"[{run.name}] epoch {epoch + 1}/{epochs} lr {lr:.2e} | train loss {train_loss:.4f} "
+                       f"dice {row['train_dice']:.4f} | val loss {val_loss:.4f} iou {row['val_iou']:.4f} "
+                       f"dice {row['val_dice']:.4f}{' *' if progress['best'] == epoch + 1 else ''}")
+            sys.stdout.flush()  # one line per epoch, visible as it happens in a piped log
+        random = world.gather(_random_state(generators, device))  # every process's, for an exact resume
         run.epoch_done(progress["history"], {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-            "random": _random_state(generators, device), **progress})
-    model.load_state_dict(progress["best_state"])
-    return FitResult(progress["history"], progress["best"], progress["best_scores"], model.eval(),
-                     count_parameters(model), progress["seconds"])
+            "model": net.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+            "scaler": scaler.state_dict(), "random": random, **progress})
+    net.load_state_dict(progress["best_state"])
+    return FitResult(progress["history"], progress["best"], progress["best_scores"], net.eval(),
+                     count_parameters(net), progress["seconds"])

@@ -10,20 +10,23 @@ on every run, and DVC deletes a stage's outputs before it runs, which would
 take a stopped run's state with them. The resume state is keyed by the
 settings, the prepared arrays and the code, and removed once the outputs are
 written.
+
+With runtime.processes above 1 the stage starts that many copies of itself
+under torchrun (DistributedDataParallel); started by torchrun itself (several
+machines), it joins the world torchrun describes. Only the main process writes.
 """
 import argparse
-import dataclasses
+import sys
 from pathlib import Path
 
-import seglib
-from seglib import config
+from seglib import config, distributed
 from seglib.errors import run_cli
 from seglib.inference import use_runtime
 from seglib.io import read_json, read_npz, write_csv, write_json
 from seglib.models import save_checkpoint
 from seglib.prepared_meta import read_meta
-from seglib.resume import TrainingRun, run_key
-from seglib.train import fit
+from seglib.resume import TrainingRun, training_key
+from seglib.train import fit, per_process_batch
 
 
 def main(argv=None):
@@ -33,21 +36,32 @@ def main(argv=None):
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     params = config.load_params(args.params)
-    model_cfg, train_cfg = config.model(params, args.model), config.section(params, "train")
-    runtime_cfg = config.section(params, "runtime")
-    device = use_runtime(runtime_cfg)
+    # every setting is checked before any training process starts
+    configs = {"models": config.model(params, args.model), "train": config.section(params, "train"),
+               "runtime": config.section(params, "runtime")}
+    runtime_cfg = configs["runtime"]
+    per_process_batch(configs["models"], runtime_cfg.processes, args.model)
+    if runtime_cfg.processes > 1 and not distributed.launched_by_torchrun():
+        return distributed.relaunch("stages.train", sys.argv[1:] if argv is None else argv, runtime_cfg.processes)
+    world, device = distributed.join(use_runtime(runtime_cfg), runtime_cfg.threads)
+    try:
+        train(args, configs, world, device)
+    finally:
+        distributed.leave(world)
+
+
+def train(args, configs, world, device):
+    model_cfg, train_cfg = configs["models"], configs["train"]
     prepared = Path(args.prepared)
     meta = read_meta(read_json(prepared / "meta.json"), prepared / "meta.json")
     data = {part: read_npz(prepared / f"{part}.npz") for part in ("train", "val")}
-    settings = {"model": args.model, **{k: dataclasses.asdict(c) for k, c in
-                                        (("models", model_cfg), ("train", train_cfg), ("runtime", runtime_cfg))},
-                "meta": meta.to_dict()}
-    code = sorted(Path(seglib.__file__).parent.glob("*.py")) + [Path(__file__)]
-    key = run_key(settings, [prepared / "train.npz", prepared / "val.npz", *code])
-    run = TrainingRun(args.model, log=args.log, state=args.resume, key=key)
+    key = training_key(args.model, configs, meta, [prepared / "train.npz", prepared / "val.npz", Path(__file__)])
+    run = TrainingRun(args.model, log=args.log, state=args.resume, key=key, world=world)
     result = fit(data, model_cfg, train_cfg, device, meta, run)
+    if not world.main:
+        return
     save_checkpoint(Path(args.out) / "model.pt", result.model, model_cfg, meta, args.model)
-    write_csv(args.log, result.history)
+    write_csv(args.log, result.history)  # again: a run resumed after its last epoch has no epoch left to write it
     best = result.best_scores
     write_json(args.metrics, {"best_epoch": result.best_epoch, "parameters": result.parameters,
                               "val": {k: best[k] for k in ("accuracy", "fg_dice", "fg_iou", "fg_precision",

@@ -132,3 +132,10 @@ def test_use_runtime_pins_threads_and_resolves_the_device():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_fp16_needs_a_cuda_gpu():
+    from seglib.inference import check_precision
+    check_precision(CPU, "bf16", "models.unet")
+    with pytest.raises(SegError, match="models.unet.precision: fp16 .* on cpu use fp32 or bf16"):
+        check_precision(CPU, "fp16", "models.unet")
