@@ -32,31 +32,38 @@ def _read(reader, path, max_pixels):
 def prepare_items(image_dir, mask_dir, items, gray_values, pre_cfg):
     """Arrays for one split; every unreadable or wrong file is reported at once."""
     size = tuple(pre_cfg.base_size)
-    images, masks, sizes, errors = [], [], [], []
-    for image, mask in items:
+    # filled in place: preparation holds the arrays themselves and one image at a time, no list to stack
+    images, masks = (np.zeros((len(items),) + size, np.uint8) for _ in range(2))
+    sizes, errors = np.zeros((len(items), 2), np.int64), []
+    for i, (image, mask) in enumerate(items):
         image_path, mask_path = Path(image_dir) / image, Path(mask_dir) / mask
         try:
             raw, depth = _read(read_image, image_path, pre_cfg.max_pixels)
-            image = load_for_model(raw, depth, pre_cfg, image_path)
+            images[i] = load_for_model(raw, depth, pre_cfg, image_path)
             ids = to_class_ids(_read(read_mask, mask_path, pre_cfg.max_pixels)[0], gray_values, mask_path)
         except SegError as exc:
             errors.append(str(exc))
             continue
-        images.append(image)
-        masks.append(resize_mask(ids, size))
-        sizes.append(raw.shape)
+        masks[i] = resize_mask(ids, size)
+        sizes[i] = raw.shape
     if errors:
         raise SegError(format_problems(errors))
-    shape = (0,) + size
-    return {
-        "images": np.stack(images) if images else np.zeros(shape, np.uint8),
-        "masks": np.stack(masks) if masks else np.zeros(shape, np.uint8),
-        "names": np.array([image for image, _ in items]),
-        "sizes": np.array(sizes, dtype=np.int64).reshape(-1, 2),
-    }
+    return {"images": images, "masks": masks, "names": np.array([image for image, _ in items]), "sizes": sizes}
 
 
 def intensity_stats(images):
-    """Mean and std of the training images in [0, 1], for input normalisation."""
-    unit = images.astype(np.float64) / 255.0
-    return {"mean": float(unit.mean()), "std": float(max(unit.std(), 1e-3))}
+    """Mean and std of the training images in [0, 1], for input normalisation.
+
+    From the exact histogram of the uint8 values, counted about 4 M pixels at a
+    time: no float copy of the arrays, and the same figures in any order.
+    """
+    counts = np.zeros(256, np.int64)
+    chunk = max(1, (1 << 22) // max(1, images[0].size)) if len(images) else 1
+    for start in range(0, len(images), chunk):
+        counts += np.bincount(images[start:start + chunk].ravel(), minlength=256)
+    if counts.sum() == 0:
+        raise SegError("preprocess: no training images to take the intensity mean and std of")
+    values, weights = np.arange(256) / 255.0, counts / counts.sum()
+    mean = float(values @ weights)
+    std = float(np.sqrt(((values - mean) ** 2) @ weights))
+    return {"mean": mean, "std": max(std, 1e-3)}

@@ -149,3 +149,13 @@ def test_a_slice_stored_twice_in_one_subject_is_a_warning(square_dataset):
     assert report.units["S0_0.png"] == "S0" and report.summary()["split_units"] == 6
     assert report.warnings == ["S0: 1 image(s) stored more than once (e.g. S0_0.png = S0_1.png); "
                                "a repeated slice weighs twice in training and scoring"]
+
+
+def test_intensity_stats_are_the_exact_mean_and_std_over_every_pixel():
+    from seglib.prepare import intensity_stats
+    images = np.array([[[0, 255], [255, 255]]], np.uint8)  # 0, 1, 1, 1 in [0, 1]
+    assert intensity_stats(images) == pytest.approx({"mean": 0.75, "std": 0.1875 ** 0.5}, abs=1e-15)
+    many = np.random.default_rng(0).integers(0, 256, (300, 128, 128)).astype(np.uint8)  # several chunks
+    unit = many.astype(np.float64) / 255
+    assert intensity_stats(many) == pytest.approx({"mean": unit.mean(), "std": unit.std()}, rel=1e-12)
+    assert intensity_stats(np.full((2, 4, 4), 7, np.uint8))["std"] == 1e-3  # a constant image: no division by 0
