@@ -231,6 +231,29 @@ class EvaluateConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class CrossValConfig:
+    """k-fold cross-validation by split unit, beside the hold-out split: fold i tests on part i,
+    chooses its best epoch on part i+1 (mod k) and trains on the rest."""
+    folds: tuple = ()      # () = hold-out only; (0, 1, ..., k-1) = k folds (a list, so DVC's matrix can expand it)
+    seeds: tuple = (0,)    # training seeds; each (model, fold, seed) trains once
+
+    def check(self, where):
+        k = len(self.folds)
+        if self.folds and (any(not isinstance(f, int) for f in self.folds) or list(self.folds) != list(range(k))):
+            raise SegError(f"{where}.folds: expected [] (hold-out only) or the fold numbers 0 to k-1 in order, "
+                           f"e.g. [0, 1, 2, 3, 4] for 5 folds; got {list(self.folds)}")
+        if k in (1, 2):
+            raise SegError(f"{where}.folds: {k} fold(s) cannot give each fold its own test, validation and "
+                           "training parts; use at least 3 ([0, 1, 2]) or [] for hold-out only")
+        if not self.seeds or any(not isinstance(s, int) for s in self.seeds):
+            raise SegError(f"{where}.seeds: expected a list of whole-number training seeds, got {list(self.seeds)}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise SegError(f"{where}.seeds: {list(self.seeds)} repeats a seed; each seed would train the same model twice")
+        if not all(0 <= seed <= MAX_SEED for seed in self.seeds):
+            raise SegError(f"{where}.seeds: each seed must be from 0 to {MAX_SEED}, got {list(self.seeds)}")
+
+
+@dataclasses.dataclass(frozen=True)
 class CompareConfig:
     bootstrap: int = 2000
     permutations: int = 10000
@@ -244,7 +267,8 @@ class CompareConfig:
 
 
 SECTIONS = {"data": DataConfig, "preprocess": PreprocessConfig, "train": TrainConfig,
-            "runtime": RuntimeConfig, "evaluate": EvaluateConfig, "compare": CompareConfig}
+            "runtime": RuntimeConfig, "evaluate": EvaluateConfig, "crossval": CrossValConfig,
+            "compare": CompareConfig}
 
 
 def _did_you_mean(key, known):
@@ -300,7 +324,7 @@ def build_section(cls, raw, where):
     return config
 
 
-TOP_LEVEL = ("model", "data", "preprocess", "train", "runtime", "models", "evaluate", "compare")
+TOP_LEVEL = ("model", "data", "preprocess", "train", "runtime", "models", "evaluate", "crossval", "compare")
 
 
 def _misplaced(key, here=None):

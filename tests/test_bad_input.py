@@ -26,8 +26,8 @@ def split(project, **overrides):
             params[section].update(values)
         (project / "params.yaml").write_text(yaml.safe_dump(params))
     return run_module("stages.split", "--images", project / "data/images", "--masks", project / "data/masks",
-                      "--split", project / "out/split.json", "--report", project / "out/report.json",
-                      "--params", project / "params.yaml")
+                      "--split", project / "out/split.json", "--folds", project / "out/folds.json",
+                      "--report", project / "out/report.json", "--params", project / "params.yaml")
 
 
 def preprocess(project):
@@ -152,7 +152,7 @@ def test_token_that_no_name_contains(project):
 
 
 @pytest.mark.parametrize("key, value, message", [
-    ("precision", "fp16", "models.unet.precision: must be one of ['fp32', 'bf16'], got 'fp16'"),
+    ("precision", "fp8", "models.unet.precision: must be one of ['fp32', 'bf16', 'fp16'], got 'fp8'"),
     ("norm", "group", "models.unet.norm: must be one of ['batch', 'instance'], got 'group'"),
     ("depth", 0, "models.unet.depth: must be 1 to 6 (2x poolings), got 0"),
     ("depth", 5, "models.unet.depth: 5 poolings need inputs of at least 64 px, but the model sees 32 px"),

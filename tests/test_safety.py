@@ -65,7 +65,6 @@ def _set(section, key, value):
     (_set("runtime", "threads", -1), "runtime.threads: must be 0 (all cores) to 1024, got -1"),
     (_set("runtime", "processes", 0), "runtime.processes: must be 1 to 64"),
     (_set("runtime", "deterministic", "yes"), "runtime.deterministic: expected"),
-    (_set("models.unet", "precision", "fp8"), "models.unet.precision: must be one of ['fp32', 'bf16', 'fp16']"),
     (_set("data", "gray_values", [0]), "data.gray_values: expected at least two whole gray values"),
 ])
 def test_any_wrong_setting_fails_the_first_stage(project, change, message):
