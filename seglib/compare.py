@@ -4,6 +4,7 @@ import html
 import itertools
 from pathlib import Path
 
+from seglib.crossval import report_lines
 from seglib.metrics import image_dice
 from seglib.stats import paired_difference
 
@@ -92,6 +93,8 @@ def report_markdown(result, figures, title="Model comparison"):
            "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     out += ["", "## Paired difference over test images", ""] + [f"- {s}" for s in _paired_sentences(result)]
+    if "crossval" in result:
+        out += [""] + report_lines(result["crossval"])
     out += ["", "## Figures", ""] + [f"![{Path(f).stem}]({f})" for f in figures]
     return "\n".join(out) + "\n"
 
@@ -106,6 +109,8 @@ def report_html(result, figure_files, title="Model comparison"):
         f'{base64.b64encode(Path(f).read_bytes()).decode()}"><figcaption>{html.escape(Path(f).stem)}</figcaption></figure>'
         for f in figure_files)
     paired = "".join(f"<li>{html.escape(s)}</li>" for s in _paired_sentences(result))
+    if "crossval" in result:  # its tables as the markdown text, which reads as a table in plain text
+        paired += f"<pre>{html.escape(chr(10).join(report_lines(result['crossval'])))}</pre>"
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
             "body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
             "td,th{border:1px solid #bbb;padding:4px 8px;text-align:right}img{max-width:100%}</style></head>"

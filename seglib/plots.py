@@ -80,6 +80,21 @@ def comparison_figure(histories, metric):
     return fig
 
 
+def subject_differences_figure(per_subject, a, b):
+    """Per subject, model a's mean image Dice minus model b's, sorted: where each model fails."""
+    subjects = sorted(set(per_subject[a]) & set(per_subject[b]), key=lambda s: per_subject[a][s] - per_subject[b][s])
+    diffs = [per_subject[a][s] - per_subject[b][s] for s in subjects]
+    fig, ax = plt.subplots(figsize=(max(6, 0.22 * len(subjects) + 2), 4))
+    ax.bar(range(len(subjects)), diffs, color=["#c0392b" if d < 0 else "#2e86c1" for d in diffs])
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(subjects)), subjects, rotation=90, fontsize=7)
+    ax.set_ylabel(f"Dice {a} - {b}")
+    ax.set_title(f"Per-subject paired difference, out-of-fold ({len(subjects)} subjects; above 0: {a} better)")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
 def confusion_records(matrix, class_names, total=2000):
     """Rows {actual, predicted} for DVC's confusion template, in proportion to the pixel counts.
 

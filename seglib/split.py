@@ -5,6 +5,7 @@ from collections import defaultdict
 import numpy as np
 
 from seglib.errors import SegError
+from seglib.io import read_json
 
 PARTS = ("train", "val", "test")
 
@@ -147,6 +148,17 @@ def split_dataset(report, data_cfg):
     parts = split_by_subject(report.pairs, report.units, data_cfg.val_fraction, data_cfg.test_fraction, data_cfg.seed)
     report.warnings += class_coverage(parts, report.grays, sorted(data_cfg.gray_values or report.gray_counts))
     return parts
+
+
+def read_split(path, fold=None):
+    """{train, val, test, units} of the hold-out split file, or of fold `fold` of a folds file."""
+    split = read_json(path)
+    if fold is None:
+        return split
+    if "folds" not in split or not 0 <= fold < len(split["folds"]):
+        raise SegError(f"{path}: holds no fold {fold} (crossval.folds and the split stage's folds disagree); "
+                       "run `dvc repro` to write the folds again")
+    return {**split["folds"][fold], "units": split["units"]}
 
 
 def cross_validation(report, data_cfg, k):

@@ -8,15 +8,23 @@ The headline is the test metrics of params' top-level `model`, copied to
 --headline: changing `model` reruns this stage alone.
 """
 import argparse
+import itertools
 import os
 from pathlib import Path
 
 from seglib import config
 from seglib.compare import compare_models, report_html, report_markdown
-from seglib.errors import run_cli
+from seglib.crossval import pool, run_name
+from seglib.errors import SegError, run_cli
 from seglib.io import read_csv, read_json, save_figure, write_json, write_text
 from seglib.metrics import EPOCH_METRICS
-from seglib.plots import comparison_figure
+from seglib.plots import comparison_figure, subject_differences_figure
+
+
+def _read(reader, path):
+    if not path.is_file():
+        raise SegError(f"{path}: missing; crossval asks for it (run `dvc repro`, which runs cv-evaluate)")
+    return reader(path)
 
 
 def main(argv=None):
@@ -38,6 +46,17 @@ def main(argv=None):
         path = Path(args.figures) / f"{metric}.png"
         save_figure(comparison_figure(histories, metric), path)
         figures.append(path)
+    cv_cfg = config.section(params, "crossval")
+    if cv_cfg.folds:
+        runs = list(itertools.product(names, cv_cfg.folds, cv_cfg.seeds))
+        result["crossval"] = pool({r: _read(read_json, Path(args.test_metrics) / "cv" / f"{run_name(*r)}.json")
+                                   for r in runs},
+                                  {r: _read(read_csv, Path(args.per_image) / "cv" / f"{run_name(*r)}.csv") for r in runs},
+                                  cv_cfg, cmp_cfg, names)
+        for a, b in itertools.combinations(names, 2):
+            path = Path(args.figures) / f"cv_{a}_minus_{b}_by_subject.png"
+            save_figure(subject_differences_figure(result["crossval"]["per_subject_dice"], a, b), path)
+            figures.append(path)
     write_json(args.headline, test[config.headline_model(params)])
     write_json(args.metrics, result)
     report_dir = Path(args.report).parent

@@ -5,7 +5,8 @@ python -m stages.evaluate --model unet --checkpoint models/unet/model.pt --prepa
     --plots plots/eval --timing logs/timing/evaluate_unet.json
 
 Writes into --plots: <model>.csv (per image and class), <model>_confusion.csv
-(DVC's confusion template) and <model>_best_worst.png. The headline
+(DVC's confusion template) and <model>_best_worst.png (<name>.csv ... with
+--name). cv-evaluate@<model>-<fold>-<seed> scores a fold's test part (--fold). The headline
 (metrics/eval.json) is chosen by compare, so `dvc exp run -S model=...`
 scores nothing again. The timing file is no DVC output: images per second
 differ on every run.
@@ -17,20 +18,23 @@ from seglib import config
 from seglib.errors import run_cli
 from seglib.evaluate import ScoredSplit, evaluate_split, worst_and_best
 from seglib.inference import Predictor, use_runtime
-from seglib.io import read_json, read_npz, save_figure, write_csv, write_json
+from seglib.io import read_npz, save_figure, write_csv, write_json
 from seglib.plots import best_worst_figure, confusion_records
+from seglib.split import read_split
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     for name in ("--model", "--checkpoint", "--prepared", "--masks", "--split", "--metrics", "--plots", "--timing"):
         parser.add_argument(name, required=True)
+    parser.add_argument("--fold", type=int, help="--split is the folds file; score fold K's test part")
+    parser.add_argument("--name", help="stem of the files under --plots (default: --model)")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     params = config.load_params(args.params)
     eval_cfg = config.section(params, "evaluate")
     device = use_runtime(config.section(params, "runtime"))
-    split = read_json(args.split)
+    split = read_split(args.split, args.fold)
     items = split["test"]  # never empty: data.test_fraction is above 0 (config)
     test = ScoredSplit(read_npz(Path(args.prepared) / "test.npz"), items, Path(args.masks),
                        {image: split["units"][image] for image, _ in items})
@@ -39,11 +43,10 @@ def main(argv=None):
     evaluation = evaluate_split(predictor, test, eval_cfg.pixel_spacing or (1.0, 1.0))
     drawn = worst_and_best(predictor, test, evaluation, eval_cfg.overlays)
     result = {"model": args.model, "units": "mm" if eval_cfg.pixel_spacing else "pixels", **evaluation.metrics()}
-    plots, class_names = Path(args.plots), [str(g) for g in predictor.meta.gray_values]
-    write_csv(plots / f"{args.model}.csv", evaluation.rows)
-    write_csv(plots / f"{args.model}_confusion.csv", confusion_records(evaluation.matrix, class_names))
-    save_figure(best_worst_figure(drawn, f"{args.model}: worst and best test images"),
-                plots / f"{args.model}_best_worst.png")
+    plots, class_names, name = Path(args.plots), [str(g) for g in predictor.meta.gray_values], args.name or args.model
+    write_csv(plots / f"{name}.csv", evaluation.rows)
+    write_csv(plots / f"{name}_confusion.csv", confusion_records(evaluation.matrix, class_names))
+    save_figure(best_worst_figure(drawn, f"{name}: worst and best test images"), plots / f"{name}_best_worst.png")
     write_json(args.metrics, result)
     write_json(args.timing, {"images_per_second": evaluation.images_per_second, "device": str(device)})
     print(f"{args.model}: test foreground Dice {result['fg_dice']:.4f}, IoU {result['fg_iou']:.4f}, "

@@ -2,18 +2,21 @@
 
 python -m stages.preprocess_gray_map --images data/images --masks data/masks --split artifacts/split.json
     --graymap artifacts/graymap.json --prepared artifacts/prepared --samples plots/train_samples.png
+
+With --fold K, --split is the folds file (artifacts/folds.json) and the arrays are fold K's
+(cv-preprocess@K).
 """
 import argparse
 from pathlib import Path
 
 from seglib import config
 from seglib.graymap import build_graymap
-from seglib.io import read_json, save_figure, write_json, write_npz
+from seglib.io import save_figure, write_json, write_npz
 from seglib.errors import run_cli
 from seglib.plots import samples_figure
 from seglib.prepare import intensity_stats, prepare_items, scan_gray_values
 from seglib.prepared_meta import PreparedMeta
-from seglib.split import PARTS
+from seglib.split import PARTS, read_split
 
 SAMPLES_SHOWN = 8
 
@@ -22,11 +25,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     for name in ("--images", "--masks", "--split", "--graymap", "--prepared", "--samples"):
         parser.add_argument(name, required=True)
+    parser.add_argument("--fold", type=int, help="prepare this cross-validation fold of the --split folds file")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     params = config.load_params(args.params)
     data_cfg, pre_cfg = config.section(params, "data"), config.section(params, "preprocess")
-    parts = read_json(args.split)
+    parts = read_split(args.split, args.fold)
     every_item = [item for part in PARTS for item in parts[part]]
     graymap = build_graymap(data_cfg.gray_values or scan_gray_values(args.masks, every_item, pre_cfg.max_pixels))
     arrays = {part: prepare_items(args.images, args.masks, parts[part], graymap["gray_values"], pre_cfg)

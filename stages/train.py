@@ -16,6 +16,7 @@ under torchrun (DistributedDataParallel); started by torchrun itself (several
 machines), it joins the world torchrun describes. Only the main process writes.
 """
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -33,11 +34,16 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     for name in ("--model", "--prepared", "--out", "--metrics", "--log", "--timing", "--resume"):
         parser.add_argument(name, required=True)
+    parser.add_argument("--seed", type=int, help="train with this seed instead of train.seed "
+                        "(cv-train: one of crossval.seeds)")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     params = config.load_params(args.params)
     # every setting is checked before any training process starts
-    configs = {"models": config.model(params, args.model), "train": config.section(params, "train"),
+    train_cfg = config.section(params, "train")
+    if args.seed is not None:
+        train_cfg = dataclasses.replace(train_cfg, seed=args.seed)
+    configs = {"models": config.model(params, args.model), "train": train_cfg,
                "runtime": config.section(params, "runtime")}
     runtime_cfg = configs["runtime"]
     per_process_batch(configs["models"], runtime_cfg.processes, args.model)

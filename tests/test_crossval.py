@@ -96,3 +96,54 @@ def test_hold_out_writes_an_empty_fold_list(project):  # noqa: F811
     assert split(project).returncode == 0
     folds = json.loads((project / "out/folds.json").read_text())
     assert folds["k"] == 0 and folds["folds"] == []
+
+
+def test_tiny_cross_validation_through_dvc(tmp_path):
+    import itertools
+
+    import numpy as np
+
+    from bench.scratch import dvc, set_params, sh
+    from seglib.io import read_csv
+    from seglib.metrics import image_dice, scores
+    from test_pipeline import make_tiny_repo, ran_stages
+    models, folds, seeds = ("unet", "deeplabv3"), (0, 1, 2), (0, 1)
+    root = make_tiny_repo(tmp_path / "repo", subjects=9,
+                          overrides={"crossval.folds": list(folds), "crossval.seeds": list(seeds)})
+    ran = ran_stages(dvc("repro", cwd=root).stdout)
+    runs = [f"{m}-{f}-{s}" for m, f, s in itertools.product(models, folds, seeds)]
+    assert ran == ({"split", "preprocess-gray-map", "compare"} | {f"{s}@{m}" for s in ("train", "evaluate") for m in models}
+                   | {f"cv-preprocess@{f}" for f in folds} | {f"cv-train@{r}" for r in runs}
+                   | {f"cv-evaluate@{r}" for r in runs})
+    units = json.loads((root / "artifacts/folds.json").read_text())["units"]
+    cv = json.loads((root / "metrics/compare.json").read_text())["crossval"]
+    assert cv["folds"] == 3 and cv["seeds"] == [0, 1] and cv["subjects"] == 9
+    for model, seed in itertools.product(models, seeds):
+        scored = [row["image"] for f in folds for row in read_csv(root / f"plots/eval/cv/{model}-{f}-{seed}.csv")]
+        assert sorted(scored) == sorted(units)  # every image (one foreground class) exactly once
+        matrices = [json.loads((root / f"metrics/test/cv/{model}-{f}-{seed}.json").read_text())["confusion"]
+                    for f in folds]
+        pooled = scores(np.sum(matrices, axis=0))["fg_dice"]
+        assert cv["models"][model]["pooled_fg_dice_by_seed"][str(seed)] == pytest.approx(pooled, abs=1e-6)  # JSON keeps 6 digits
+    for model in models:  # per subject: the mean over its images of the seed-averaged image Dice
+        per_seed = [image_dice([r for f in folds for r in read_csv(root / f"plots/eval/cv/{model}-{f}-{s}.csv")])
+                    for s in seeds]
+        for subject in set(units.values()):
+            images = [i for i, u in units.items() if u == subject]
+            expected = np.mean([np.mean([d[i] for d in per_seed]) for i in images])
+            assert cv["per_subject_dice"][model][subject] == pytest.approx(expected, abs=1e-6)
+    verdict = cv["paired_subject_dice"]["unet_minus_deeplabv3"]["verdict"]
+    assert verdict.startswith(("unet ahead", "deeplabv3 ahead", "no detectable difference")), verdict
+    report = (root / "reports/report.md").read_text()
+    assert "## Cross-validation" in report and verdict in report
+    assert (root / "plots/compare/cv_unet_minus_deeplabv3_by_subject.png").is_file()
+
+    sh("git", "add", "-A", cwd=root)
+    sh("git", "commit", "-qm", "cross-validation run", cwd=root)
+    assert ran_stages(dvc("exp", "run", "-S", "model=deeplabv3", cwd=root).stdout) == {"compare"}
+    dvc("exp", "apply", "HEAD", cwd=root, check=False)
+    sh("git", "checkout", "--", ".", cwd=root)
+    # a third seed: only its runs and the comparison are new; nothing finished is redone
+    set_params(root, {"crossval.seeds": [0, 1, 2]})
+    ran = ran_stages(dvc("repro", cwd=root).stdout)
+    assert ran == {f"cv-{s}@{m}-{f}-2" for s in ("train", "evaluate") for m in models for f in folds} | {"compare"}

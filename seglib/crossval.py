@@ -1,0 +1,135 @@
+"""Cross-validation results pooled: every subject scored once per seed, by models that neither
+trained on it nor chose their best epoch on it.
+
+Inputs are the cv-evaluate outputs of each run (model, fold, seed): its test
+metrics (with the fold's confusion matrix) and its per-image rows. Pooled pixel
+metrics sum the confusion matrices over folds (and over seeds for the
+headline); the paired comparison averages each image's Dice over the seeds and
+resamples by subject (seglib.stats), so the interval reflects the subjects,
+while the fold and seed spreads say how much moves with the split and with
+training randomness.
+"""
+import itertools
+
+import numpy as np
+
+from seglib.errors import SegError
+from seglib.metrics import image_dice, scores
+from seglib.stats import paired_difference
+
+POOLED_KEYS = ("fg_dice", "fg_iou", "fg_precision", "fg_recall", "accuracy")
+
+
+def run_name(model, fold, seed):
+    """The stem of one run's files, as dvc.yaml's cv stages write them."""
+    return f"{model}-{fold}-{seed}"
+
+
+def _sd(values):
+    return float(np.std(values, ddof=1)) if len(values) > 1 else None
+
+
+def _check_once(rows, models, folds, seeds):
+    """Each image in exactly one fold's test part, the same images for every model and seed."""
+    reference = None
+    for model, seed in itertools.product(models, seeds):
+        seen = {}
+        for fold in folds:
+            for image in {r["image"] for r in rows[model, fold, seed]}:
+                if image in seen:
+                    raise SegError(f"plots/eval/cv: {image} is scored by folds {seen[image]} and {fold} "
+                                   f"({run_name(model, fold, seed)}); run `dvc repro` to redo the folds")
+                seen[image] = fold
+        if reference is None:
+            reference = set(seen)
+        elif set(seen) != reference:
+            raise SegError(f"plots/eval/cv: {model} with seed {seed} scored other images than "
+                           f"{models[0]} with seed {seeds[0]}; run `dvc repro`")
+
+
+def _model_summary(test, model, folds, seeds):
+    fold_dice = {f: [test[model, f, s]["fg_dice"] for s in seeds] for f in folds}
+    by_seed = {s: scores(sum(np.asarray(test[model, f, s]["confusion"]) for f in folds)) for s in seeds}
+    pooled = scores(sum(np.asarray(test[model, f, s]["confusion"]) for f in folds for s in seeds))
+    seed_dice = [by_seed[s]["fg_dice"] for s in seeds]
+    fold_means = [float(np.mean(v)) for v in fold_dice.values()]
+    return {"pooled": {k: pooled[k] for k in POOLED_KEYS},
+            "pooled_fg_dice_by_seed": {str(s): v for s, v in zip(seeds, seed_dice)},
+            "seed_sd": _sd(seed_dice),
+            "fold_fg_dice": {str(f): m for f, m in zip(folds, fold_means)},
+            "fold_sd": _sd(fold_means)}
+
+
+def _seed_mean_dice(rows, model, folds, seeds):
+    """image -> its Dice averaged over the seeds; image -> subject."""
+    per_seed = [image_dice([r for f in folds for r in rows[model, f, s]]) for s in seeds]
+    subject = {r["image"]: str(r["subject"]) for f in folds for r in rows[model, f, seeds[0]]}
+    return {image: float(np.mean([d[image] for d in per_seed])) for image in per_seed[0]}, subject
+
+
+def verdict(a, b, stat, wins, totals):
+    """One sentence in plain words: who is ahead and how surely, or that no difference is detectable.
+    wins[m] = (folds, seeds) in which m scored higher; totals = (folds, seeds)."""
+    if stat["n"] == 0:
+        return f"{a} and {b}: no image scored by both"
+    lo, hi = stat["ci95"]
+    if lo <= 0 <= hi:
+        return (f"no detectable difference between {a} and {b}: {stat['mean_diff']:+.3f} Dice "
+                f"[{lo:+.3f}, {hi:+.3f}] over {stat['units']} subjects")
+    leader, other = (a, b) if stat["mean_diff"] > 0 else (b, a)
+    lo, hi = (lo, hi) if leader == a else (-hi, -lo)
+    folds, seeds = wins[leader]
+    return (f"{leader} ahead of {other} by {abs(stat['mean_diff']):.3f} Dice [{lo:.3f}, {hi:.3f}] over "
+            f"{stat['units']} subjects, in {folds} of {totals[0]} folds and {seeds} of {totals[1]} seeds")
+
+
+def pool(test, rows, cv_cfg, cmp_cfg, models):
+    """The pooled cross-validation result; `test` and `rows` map (model, fold, seed) to a run's test
+    metrics and per-image rows."""
+    folds, seeds = list(cv_cfg.folds), list(cv_cfg.seeds)
+    _check_once(rows, models, folds, seeds)
+    summaries = {m: _model_summary(test, m, folds, seeds) for m in models}
+    dice = {m: _seed_mean_dice(rows, m, folds, seeds) for m in models}
+    subjects = sorted(set(dice[models[0]][1].values()))
+    per_subject = {}
+    for m in models:
+        image_scores, subject_of = dice[m]
+        per_subject[m] = {s: float(np.mean([v for i, v in image_scores.items() if subject_of[i] == s]))
+                          for s in subjects if any(subject_of[i] == s for i in image_scores)}
+    paired = {}
+    for a, b in itertools.combinations(models, 2):
+        common = sorted(set(dice[a][0]) & set(dice[b][0]))
+        stat = paired_difference([dice[a][0][i] for i in common], [dice[b][0][i] for i in common],
+                                 [dice[a][1][i] for i in common], cmp_cfg.bootstrap, cmp_cfg.permutations,
+                                 cmp_cfg.seed)
+        wins = {m: (sum(summaries[m]["fold_fg_dice"][str(f)] > summaries[n]["fold_fg_dice"][str(f)] for f in folds),
+                    sum(summaries[m]["pooled_fg_dice_by_seed"][str(s)] > summaries[n]["pooled_fg_dice_by_seed"][str(s)]
+                        for s in seeds))
+                for m, n in ((a, b), (b, a))}
+        paired[f"{a}_minus_{b}"] = {**stat, "verdict": verdict(a, b, stat, wins, (len(folds), len(seeds)))}
+    return {"folds": len(folds), "seeds": seeds, "subjects": len(subjects), "models": summaries,
+            "per_subject_dice": per_subject, "paired_subject_dice": paired}
+
+
+def report_lines(result):
+    """The cross-validation section of the report (markdown lines)."""
+    models = list(result["models"])
+    out = ["## Cross-validation", "",
+           f"{result['folds']} folds x {len(result['seeds'])} seed(s); every one of {result['subjects']} subjects "
+           "scored once per seed by models that neither trained on it nor chose an epoch on it.", "",
+           "| | " + " | ".join(models) + " |", "|" + "---|" * (len(models) + 1)]
+    for key in POOLED_KEYS:
+        out.append(f"| pooled {key} | " + " | ".join(f"{result['models'][m]['pooled'][key]:.4f}"
+                                                    if result['models'][m]['pooled'][key] is not None else "n/a"
+                                                    for m in models) + " |")
+    for key, title in (("fold_sd", "sd between folds (fg Dice)"), ("seed_sd", "sd between seeds (fg Dice)")):
+        out.append(f"| {title} | " + " | ".join("n/a" if result["models"][m][key] is None
+                                              else f"{result['models'][m][key]:.4f}" for m in models) + " |")
+    out += [""] + [f"- {p['verdict']}" for p in result["paired_subject_dice"].values()]
+    out += ["", "Per subject (mean image Dice over its slices and the seeds), hardest first:", "",
+            "| subject | " + " | ".join(models) + " |", "|" + "---|" * (len(models) + 1)]
+    subjects = sorted(result["per_subject_dice"][models[0]], key=lambda s: result["per_subject_dice"][models[0]][s])
+    for s in subjects:
+        out.append(f"| {s} | " + " | ".join(f"{result['per_subject_dice'][m].get(s, float('nan')):.4f}"
+                                           for m in models) + " |")
+    return out
