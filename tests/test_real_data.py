@@ -78,3 +78,22 @@ def test_copied_subjects_in_myosegmentum_never_straddle_the_split():
         parts = split_by_subject(report.pairs, report.units, 0.15, 0.15, seed)
         part_of = {report.subjects[image]: part for part, items in parts.items() for image, _ in items}
         assert all(len({part_of[s] for s in unit.split("+")}) == 1 for unit in copies)
+
+
+@pytest.mark.skipif(not (DATASETS / "open-spine-ct").is_dir(), reason="../shared/datasets/open-spine-ct is absent")
+def test_real_ct_as_four_fold_cross_validation(tmp_path):
+    """The 4-subject CT set, windowed in HU: each subject tested once (a hold-out split tests one)."""
+    ct = DATASETS / "open-spine-ct"
+    settings = {**TINY, "preprocess.ct_window": True, "preprocess.hu_offset": 1024.0,
+                "data.val_fraction": 0.25, "data.test_fraction": 0.25, "evaluate.pixel_spacing": [1.5, 1.5],
+                "crossval.folds": [0, 1, 2, 3]}
+    root = scratch_project(tmp_path / "ct", ct / "images", ct / "masks", settings)
+    dvc("repro", cwd=root)
+    cv = json.loads((root / "metrics/compare.json").read_text())["crossval"]
+    assert cv["folds"] == 4 and cv["subjects"] == 4
+    assert set(cv["per_subject_dice"]["unet"]) == {"Case01", "Case02", "Case03", "Case04"}
+    folds = json.loads((root / "artifacts/folds.json").read_text())
+    assert sorted(len({folds["units"][i] for i, _ in f["test"]}) for f in folds["folds"]) == [1, 1, 1, 1]
+    meta = json.loads((root / "artifacts/cv/fold0/prepared/meta.json").read_text())
+    assert meta["preprocess"]["ct_window"] and meta["preprocess"]["hu_offset"] == 1024.0
+    assert json.loads((root / "metrics/test/cv/unet-0-0.json").read_text())["units"] == "mm"
