@@ -69,18 +69,24 @@ def _seed_mean_dice(rows, model, folds, seeds):
 
 def verdict(a, b, stat, wins, totals):
     """One sentence in plain words: who is ahead and how surely, or that no difference is detectable.
-    wins[m] = (folds, seeds) in which m scored higher; totals = (folds, seeds)."""
+
+    Ahead means both the bootstrap interval excludes 0 and the sign-flip test
+    gives p < 0.05: with few subjects the bootstrap alone is overconfident (4
+    subjects cannot reach p < 0.125). wins[m] = (folds, seeds) in which m
+    scored higher; totals = (folds, seeds).
+    """
     if stat["n"] == 0:
         return f"{a} and {b}: no image scored by both"
     lo, hi = stat["ci95"]
-    if lo <= 0 <= hi:
+    evidence = f"over {stat['units']} subjects, sign-flip p = {stat['p_value']:.3g}"
+    if lo <= 0 <= hi or stat["p_value"] >= 0.05:
         return (f"no detectable difference between {a} and {b}: {stat['mean_diff']:+.3f} Dice "
-                f"[{lo:+.3f}, {hi:+.3f}] over {stat['units']} subjects")
+                f"[{lo:+.3f}, {hi:+.3f}] {evidence}")
     leader, other = (a, b) if stat["mean_diff"] > 0 else (b, a)
     lo, hi = (lo, hi) if leader == a else (-hi, -lo)
     folds, seeds = wins[leader]
-    return (f"{leader} ahead of {other} by {abs(stat['mean_diff']):.3f} Dice [{lo:.3f}, {hi:.3f}] over "
-            f"{stat['units']} subjects, in {folds} of {totals[0]} folds and {seeds} of {totals[1]} seeds")
+    return (f"{leader} ahead of {other} by {abs(stat['mean_diff']):.3f} Dice [{lo:.3f}, {hi:.3f}] {evidence}, "
+            f"in {folds} of {totals[0]} folds and {seeds} of {totals[1]} seeds")
 
 
 def pool(test, rows, cv_cfg, cmp_cfg, models):
@@ -111,6 +117,10 @@ def pool(test, rows, cv_cfg, cmp_cfg, models):
             "per_subject_dice": per_subject, "paired_subject_dice": paired}
 
 
+def _cell(value):
+    return "n/a" if value is None or value != value else f"{value:.4f}"  # NaN: undefined, as in the JSON
+
+
 def report_lines(result):
     """The cross-validation section of the report (markdown lines)."""
     models = list(result["models"])
@@ -119,17 +129,13 @@ def report_lines(result):
            "scored once per seed by models that neither trained on it nor chose an epoch on it.", "",
            "| | " + " | ".join(models) + " |", "|" + "---|" * (len(models) + 1)]
     for key in POOLED_KEYS:
-        out.append(f"| pooled {key} | " + " | ".join(f"{result['models'][m]['pooled'][key]:.4f}"
-                                                    if result['models'][m]['pooled'][key] is not None else "n/a"
-                                                    for m in models) + " |")
+        out.append(f"| pooled {key} | " + " | ".join(_cell(result["models"][m]["pooled"][key]) for m in models) + " |")
     for key, title in (("fold_sd", "sd between folds (fg Dice)"), ("seed_sd", "sd between seeds (fg Dice)")):
-        out.append(f"| {title} | " + " | ".join("n/a" if result["models"][m][key] is None
-                                              else f"{result['models'][m][key]:.4f}" for m in models) + " |")
+        out.append(f"| {title} | " + " | ".join(_cell(result["models"][m][key]) for m in models) + " |")
     out += [""] + [f"- {p['verdict']}" for p in result["paired_subject_dice"].values()]
     out += ["", "Per subject (mean image Dice over its slices and the seeds), hardest first:", "",
             "| subject | " + " | ".join(models) + " |", "|" + "---|" * (len(models) + 1)]
     subjects = sorted(result["per_subject_dice"][models[0]], key=lambda s: result["per_subject_dice"][models[0]][s])
     for s in subjects:
-        out.append(f"| {s} | " + " | ".join(f"{result['per_subject_dice'][m].get(s, float('nan')):.4f}"
-                                           for m in models) + " |")
+        out.append(f"| {s} | " + " | ".join(_cell(result["per_subject_dice"][m].get(s)) for m in models) + " |")
     return out

@@ -147,3 +147,36 @@ def test_tiny_cross_validation_through_dvc(tmp_path):
     set_params(root, {"crossval.seeds": [0, 1, 2]})
     ran = ran_stages(dvc("repro", cwd=root).stdout)
     assert ran == {f"cv-{s}@{m}-{f}-2" for s in ("train", "evaluate") for m in models for f in folds} | {"compare"}
+
+
+@pytest.mark.parametrize("stat, expected", [
+    ({"n": 40, "units": 4, "mean_diff": 0.48, "ci95": [0.36, 0.61], "p_value": 0.125},
+     "no detectable difference between unet and deeplabv3: +0.480 Dice [+0.360, +0.610] over 4 subjects, "
+     "sign-flip p = 0.125"),
+    ({"n": 500, "units": 50, "mean_diff": 0.03, "ci95": [0.02, 0.05], "p_value": 0.001},
+     "unet ahead of deeplabv3 by 0.030 Dice [0.020, 0.050] over 50 subjects, sign-flip p = 0.001, "
+     "in 5 of 5 folds and 3 of 3 seeds"),
+    ({"n": 500, "units": 50, "mean_diff": -0.02, "ci95": [-0.04, -0.01], "p_value": 0.01},
+     "deeplabv3 ahead of unet by 0.020 Dice [0.010, 0.040] over 50 subjects, sign-flip p = 0.01, "
+     "in 4 of 5 folds and 2 of 3 seeds"),
+    ({"n": 500, "units": 50, "mean_diff": 0.004, "ci95": [-0.002, 0.01], "p_value": 0.2},
+     "no detectable difference between unet and deeplabv3: +0.004 Dice [-0.002, +0.010] over 50 subjects, "
+     "sign-flip p = 0.2"),
+])
+def test_verdict_needs_an_interval_without_zero_and_a_significant_sign_flip_test(stat, expected):
+    from seglib.crossval import verdict
+    wins = {"unet": (5, 3), "deeplabv3": (4, 2)}
+    assert verdict("unet", "deeplabv3", stat, wins, (5, 3)) == expected
+
+
+def test_report_shows_undefined_scores_as_n_a():
+    from seglib.crossval import report_lines
+    result = {"folds": 3, "seeds": [0], "subjects": 3,
+              "models": {m: {"pooled": {k: (float("nan") if k == "fg_precision" else 0.5) for k in
+                                        ("fg_dice", "fg_iou", "fg_precision", "fg_recall", "accuracy")},
+                             "fold_sd": 0.1, "seed_sd": None} for m in ("a", "b")},
+              "per_subject_dice": {"a": {"S1": 0.5}, "b": {"S1": 0.4}},
+              "paired_subject_dice": {"a_minus_b": {"verdict": "no detectable difference"}}}
+    text = "\n".join(report_lines(result))
+    assert "| pooled fg_precision | n/a | n/a |" in text and "nan" not in text
+    assert "| sd between seeds (fg Dice) | n/a | n/a |" in text
