@@ -10,6 +10,7 @@ while the fold and seed spreads say how much moves with the split and with
 training randomness.
 """
 import itertools
+from collections import defaultdict
 
 import numpy as np
 
@@ -49,9 +50,9 @@ def _check_once(rows, models, folds, seeds):
 
 def _model_summary(test, model, folds, seeds):
     fold_dice = {f: [test[model, f, s]["fg_dice"] for s in seeds] for f in folds}
-    by_seed = {s: scores(sum(np.asarray(test[model, f, s]["confusion"]) for f in folds)) for s in seeds}
-    pooled = scores(sum(np.asarray(test[model, f, s]["confusion"]) for f in folds for s in seeds))
-    seed_dice = [by_seed[s]["fg_dice"] for s in seeds]
+    matrices = [sum(np.asarray(test[model, f, s]["confusion"]) for f in folds) for s in seeds]  # one per seed
+    pooled = scores(sum(matrices))
+    seed_dice = [scores(m)["fg_dice"] for m in matrices]
     fold_means = [float(np.mean(v)) for v in fold_dice.values()]
     return {"pooled": {k: pooled[k] for k in POOLED_KEYS},
             "pooled_fg_dice_by_seed": {str(s): v for s, v in zip(seeds, seed_dice)},
@@ -100,8 +101,10 @@ def pool(test, rows, cv_cfg, cmp_cfg, models):
     per_subject = {}
     for m in models:
         image_scores, subject_of = dice[m]
-        per_subject[m] = {s: float(np.mean([v for i, v in image_scores.items() if subject_of[i] == s]))
-                          for s in subjects if any(subject_of[i] == s for i in image_scores)}
+        grouped = defaultdict(list)
+        for image, value in image_scores.items():
+            grouped[subject_of[image]].append(value)
+        per_subject[m] = {s: float(np.mean(grouped[s])) for s in subjects if grouped[s]}
     paired = {}
     for a, b in itertools.combinations(models, 2):
         common = sorted(set(dice[a][0]) & set(dice[b][0]))
