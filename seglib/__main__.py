@@ -2,8 +2,8 @@
 
 python -m seglib synth   --out data                      write the built-in synthetic dataset
 python -m seglib check   --images DIR --masks DIR        check a dataset (the split stage's check)
-python -m seglib predict --checkpoint models/unet/model.pt --input DIR --output DIR [--overlays DIR] [--overwrite]
-                         [--flips h v] [--device auto]
+python -m seglib predict --checkpoint models/unet/model.pt [more.pt ...] --input DIR --output DIR
+                         [--overlays DIR] [--overwrite] [--flips h v] [--no-postprocess] [--device auto]
 """
 import argparse
 import inspect
@@ -39,9 +39,10 @@ def _check(args):
 
 
 def _predict(args):
-    from seglib.predict import predict_folder
+    from seglib.predict import Inference, predict_folder
     outputs = {"--output": args.output, **({"--overlays": args.overlays} if args.overlays else {})}
-    skipped = predict_folder(args.checkpoint, args.input, outputs, args.device, args.overwrite, args.flips)
+    inference = Inference(tuple(args.checkpoint), args.device, tuple(args.flips), not args.no_postprocess)
+    skipped = predict_folder(inference, args.input, outputs, args.overwrite)
     for path, reason in skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     if skipped:
@@ -63,7 +64,8 @@ def main(argv=None):
     check.add_argument("--params", default="params.yaml")
     check.add_argument("--json", help="also write the summary here")
     predict = sub.add_parser("predict", help="predict masks for a folder of images")
-    predict.add_argument("--checkpoint", required=True)
+    predict.add_argument("--checkpoint", required=True, nargs="+",
+                         help="one checkpoint, or several: their ensemble (mean probabilities)")
     predict.add_argument("--input", required=True)
     predict.add_argument("--output", required=True)
     predict.add_argument("--overlays")
@@ -72,6 +74,8 @@ def main(argv=None):
     predict.add_argument("--flips", nargs="+", choices=("h", "v"), default=(),
                          help="test-time augmentation: average the softmax with the horizontally (h) and/or "
                               "vertically (v) flipped image's")
+    predict.add_argument("--no-postprocess", action="store_true",
+                         help="raw masks: skip the post-processing rules the checkpoint chose on validation")
     args = parser.parse_args(argv)
     {"synth": _synth, "check": _check, "predict": _predict}[args.command](args)
 

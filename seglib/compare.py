@@ -5,11 +5,12 @@ import itertools
 from pathlib import Path
 
 from seglib.crossval import report_lines
-from seglib.metrics import image_dice
+from seglib.metrics import image_dice, subject_means
 from seglib.stats import paired_difference
 
 # (key in the summary, column title, True when higher is better)
 COLUMNS = (("val_fg_dice", "val Dice (fg)", True), ("test_fg_dice", "test Dice (fg)", True),
+           ("test_fg_dice_postprocessed", "test Dice (fg), post-processed", True),
            ("test_fg_iou", "test IoU (fg)", True), ("test_mean_dice", "test Dice (all classes)", True),
            ("test_accuracy", "test pixel accuracy", True), ("test_dice_median", "median image Dice", True),
            ("test_dice_p5", "5th pct image Dice", True), ("test_hd95_median", "median HD95", False),
@@ -23,7 +24,10 @@ def model_summary(train_metrics, test_metrics):
             "test_fg_iou": test_metrics["fg_iou"], "test_mean_dice": test_metrics["mean_dice"],
             "test_accuracy": test_metrics["accuracy"], "test_dice_median": per_image["dice"]["median"],
             "test_dice_p5": per_image["dice"]["p5"], "test_hd95_median": per_image["hd95"]["median"],
-            "test_assd_mean": per_image["assd"]["mean"], "test_misses": per_image["misses"]}
+            "test_assd_mean": per_image["assd"]["mean"], "test_misses": per_image["misses"],
+            # chosen on validation when the model was trained (seglib.postprocess)
+            "test_fg_dice_postprocessed": test_metrics["postprocessed"]["fg_dice"],
+            "postprocess": "; ".join(test_metrics["postprocessed"]["rules"])}
 
 
 def _leader(summaries, key, higher_better):
@@ -36,8 +40,11 @@ def _leader(summaries, key, higher_better):
 
 
 def compare_models(train_metrics, test_metrics, per_image_rows, cmp_cfg):
-    """{models: per-model summary, ahead: leader per column, paired: per-image Dice differences per pair}."""
+    """{models: per-model summary, ahead: leader per column, paired: per-image Dice differences per pair,
+    per_subject_dice: per model, each test subject's mean image Dice}."""
     summaries = {m: model_summary(train_metrics[m], test_metrics[m]) for m in train_metrics}
+    per_subject = {m: subject_means(image_dice(rows), {r["image"]: r["subject"] for r in rows})
+                   for m, rows in per_image_rows.items()}
     paired = {}
     for a, b in itertools.combinations(summaries, 2):
         dice_a, dice_b = image_dice(per_image_rows[a]), image_dice(per_image_rows[b])
@@ -47,7 +54,7 @@ def compare_models(train_metrics, test_metrics, per_image_rows, cmp_cfg):
             [dice_a[i] for i in common], [dice_b[i] for i in common], [subject[i] for i in common],
             cmp_cfg.bootstrap, cmp_cfg.permutations, cmp_cfg.seed)
     ahead = {key: _leader(summaries, key, better) for key, _, better in COLUMNS}
-    return {"models": summaries, "ahead": ahead, "paired_image_dice": paired}
+    return {"models": summaries, "ahead": ahead, "paired_image_dice": paired, "per_subject_dice": per_subject}
 
 
 def _fmt(value):
@@ -63,6 +70,7 @@ def table_rows(result):
     models = list(result["models"])
     header = ["", *models]
     rows = [[title, *[_fmt(result["models"][m][key]) for m in models]] for key, title, _ in COLUMNS]
+    rows.append(["post-processing (chosen on validation)", *[result["models"][m]["postprocess"] for m in models]])
     rows.append(["best epoch", *[str(result["models"][m]["best_epoch"]) for m in models]])
     rows.append(["parameters", *[f"{result['models'][m]['parameters']:,}" for m in models]])
     return header, rows

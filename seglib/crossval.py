@@ -2,7 +2,8 @@
 trained on it nor chose their best epoch on it.
 
 Inputs are the cv-evaluate outputs of each run (model, fold, seed): its test
-metrics (with the fold's confusion matrix) and its per-image rows. Pooled pixel
+metrics (with the fold's confusion matrices, raw and post-processed) and its
+per-image rows; and cv-ensemble's, the seeds of each model and fold as one. Pooled pixel
 metrics sum the confusion matrices over folds (and over seeds for the
 headline); the paired comparison averages each image's Dice over the seeds and
 resamples by subject (seglib.stats), so the interval reflects the subjects,
@@ -10,12 +11,11 @@ while the fold and seed spreads say how much moves with the split and with
 training randomness.
 """
 import itertools
-from collections import defaultdict
 
 import numpy as np
 
 from seglib.errors import SegError
-from seglib.metrics import image_dice, scores
+from seglib.metrics import image_dice, scores, subject_means
 from seglib.stats import paired_difference
 
 POOLED_KEYS = ("fg_dice", "fg_iou", "fg_precision", "fg_recall", "accuracy")
@@ -48,13 +48,20 @@ def _check_once(rows, models, folds, seeds):
                            f"{models[0]} with seed {seeds[0]}; run `dvc repro`")
 
 
+def _pooled(metrics):
+    """Scores of the summed confusion matrices of several test metrics, raw and post-processed."""
+    raw = scores(sum(np.asarray(m["confusion"]) for m in metrics))
+    post = scores(sum(np.asarray(m["postprocessed"]["confusion"]) for m in metrics))
+    return {k: raw[k] for k in POOLED_KEYS}, {k: post[k] for k in POOLED_KEYS}
+
+
 def _model_summary(test, model, folds, seeds):
     fold_dice = {f: [test[model, f, s]["fg_dice"] for s in seeds] for f in folds}
     matrices = [sum(np.asarray(test[model, f, s]["confusion"]) for f in folds) for s in seeds]  # one per seed
-    pooled = scores(sum(matrices))
+    pooled, post = _pooled([test[model, f, s] for f in folds for s in seeds])
     seed_dice = [scores(m)["fg_dice"] for m in matrices]
     fold_means = [float(np.mean(v)) for v in fold_dice.values()]
-    return {"pooled": {k: pooled[k] for k in POOLED_KEYS},
+    return {"pooled": pooled, "pooled_postprocessed": post,
             "pooled_fg_dice_by_seed": {str(s): v for s, v in zip(seeds, seed_dice)},
             "seed_sd": _sd(seed_dice),
             "fold_fg_dice": {str(f): m for f, m in zip(folds, fold_means)},
@@ -90,21 +97,20 @@ def verdict(a, b, stat, wins, totals):
             f"in {folds} of {totals[0]} folds and {seeds} of {totals[1]} seeds")
 
 
-def pool(test, rows, cv_cfg, cmp_cfg, models):
+def pool(test, rows, cv_cfg, cmp_cfg, models, ensembles):
     """The pooled cross-validation result; `test` and `rows` map (model, fold, seed) to a run's test
-    metrics and per-image rows."""
+    metrics and per-image rows, `ensembles` maps (model, fold) to the test metrics of that fold's
+    seeds as one ensemble (pooled only with more than one seed: one seed's ensemble is the run)."""
     folds, seeds = list(cv_cfg.folds), list(cv_cfg.seeds)
     _check_once(rows, models, folds, seeds)
     summaries = {m: _model_summary(test, m, folds, seeds) for m in models}
+    if len(seeds) > 1:
+        for m in models:
+            pooled, post = _pooled([ensembles[m, f] for f in folds])
+            summaries[m]["seed_ensemble"] = {"pooled": pooled, "pooled_postprocessed": post}
     dice = {m: _seed_mean_dice(rows, m, folds, seeds) for m in models}
     subjects = sorted(set(dice[models[0]][1].values()))
-    per_subject = {}
-    for m in models:
-        image_scores, subject_of = dice[m]
-        grouped = defaultdict(list)
-        for image, value in image_scores.items():
-            grouped[subject_of[image]].append(value)
-        per_subject[m] = {s: float(np.mean(grouped[s])) for s in subjects if grouped[s]}
+    per_subject = {m: subject_means(*dice[m]) for m in models}
     paired = {}
     for a, b in itertools.combinations(models, 2):
         common = sorted(set(dice[a][0]) & set(dice[b][0]))
@@ -133,6 +139,12 @@ def report_lines(result):
            "| | " + " | ".join(models) + " |", "|" + "---|" * (len(models) + 1)]
     for key in POOLED_KEYS:
         out.append(f"| pooled {key} | " + " | ".join(_cell(result["models"][m]["pooled"][key]) for m in models) + " |")
+    out.append("| pooled fg_dice, post-processed | "
+               + " | ".join(_cell(result["models"][m]["pooled_postprocessed"]["fg_dice"]) for m in models) + " |")
+    if "seed_ensemble" in result["models"][models[0]]:
+        for kind, title in (("pooled", ""), ("pooled_postprocessed", ", post-processed")):
+            out.append(f"| seed ensemble pooled fg_dice{title} | " + " | ".join(
+                _cell(result["models"][m]["seed_ensemble"][kind]["fg_dice"]) for m in models) + " |")
     for key, title in (("fold_sd", "sd between folds (fg Dice)"), ("seed_sd", "sd between seeds (fg Dice)")):
         out.append(f"| {title} | " + " | ".join(_cell(result["models"][m][key]) for m in models) + " |")
     out += [""] + [f"- {p['verdict']}" for p in result["paired_subject_dice"].values()]

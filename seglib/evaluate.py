@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seglib import postprocess
 from seglib.errors import SegError
 from seglib.graymap import to_class_ids
 from seglib.io import read_mask
@@ -45,11 +46,16 @@ class Evaluation:
                 "confusion": self.matrix.tolist(), "per_image": summarise(self.rows)}
 
 
+def _rows(image, subject, truth, pred, spacing, num_classes):
+    return [{"image": image, "subject": subject, **row} for row in per_image(truth, pred, num_classes, spacing)]
+
+
 def evaluate_split(predictor, split, spacing):
-    """Score `predictor` on the prepared arrays of `split` against the original masks, batch by batch."""
-    num_classes = predictor.meta.num_classes
-    matrix = np.zeros((num_classes, num_classes), np.int64)
-    rows, seconds = [], 0.0
+    """Score `predictor` on the prepared arrays of `split` against the original masks, batch by batch:
+    (raw, post-processed) Evaluations, the second with the predictor's rules applied (seglib.postprocess)."""
+    num_classes, rules = predictor.meta.num_classes, predictor.postprocess
+    matrices = [np.zeros((num_classes, num_classes), np.int64) for _ in range(2)]
+    rows, seconds = ([], []), 0.0
     predictions = predictor.classes(split.prepared["images"], split.prepared["sizes"])
     for i, (image, _) in enumerate(split.items):
         start = time.perf_counter()
@@ -59,10 +65,15 @@ def evaluate_split(predictor, split, spacing):
         if truth.shape != pred.shape:
             raise SegError(f"{Path(split.mask_dir) / split.items[i][1]}: {truth.shape[0]} x {truth.shape[1]} px, but its "
                            f"image was {pred.shape[0]} x {pred.shape[1]} when prepared; rerun dvc repro")
-        matrix += confusion(truth, pred, num_classes)
-        rows += [{"image": image, "subject": split.subjects[image], **row}
-                 for row in per_image(truth, pred, num_classes, spacing)]
-    return Evaluation(matrix, rows, len(split.items), len(split.items) / seconds if seconds else float("nan"))
+        fixed = postprocess.apply(pred, rules)
+        raw_rows = _rows(image, split.subjects[image], truth, pred, spacing, num_classes)
+        post_rows = raw_rows if np.array_equal(fixed, pred) else \
+            _rows(image, split.subjects[image], truth, fixed, spacing, num_classes)
+        for matrix, out, labels, image_rows in zip(matrices, rows, (pred, fixed), (raw_rows, post_rows)):
+            matrix += confusion(truth, labels, num_classes)
+            out += image_rows
+    speed = len(split.items) / seconds if seconds else float("nan")
+    return tuple(Evaluation(m, r, len(split.items), speed) for m, r in zip(matrices, rows))
 
 
 def worst_and_best(predictor, split, evaluation, count):

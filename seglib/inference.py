@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from seglib import config
+from seglib import config, postprocess
 from seglib.errors import SegError
 from seglib.models import load_checkpoint
 from seglib.prepared_meta import PreparedMeta
@@ -93,14 +93,19 @@ class Predictor:
     precision: str = "fp32"
     batch_size: int = 8
     flips: tuple = ()        # keys of FLIPS: each adds a pass on the flipped batch, its softmax flipped back
+    rules: tuple = None      # seglib.postprocess rules per foreground class (None: none)
 
     @classmethod
     def load(cls, checkpoint, device, flips=()):
-        """A checkpoint's model, run in its training precision and batch size."""
-        model, settings, meta = load_checkpoint(checkpoint, device)
+        """A checkpoint's model, run in its training precision and batch size, with its rules."""
+        ckpt = load_checkpoint(checkpoint, device)
         # fp16 is a GPU's stand-in for bf16; elsewhere its weights (float32) run in fp32
-        precision = "fp32" if settings.precision == "fp16" and device.type != "cuda" else settings.precision
-        return cls(model, meta, device, precision, settings.batch_size, tuple(flips))
+        precision = "fp32" if ckpt.settings.precision == "fp16" and device.type != "cuda" else ckpt.settings.precision
+        return cls(ckpt.model, ckpt.meta, device, precision, ckpt.settings.batch_size, tuple(flips), ckpt.rules)
+
+    @property
+    def postprocess(self):
+        return self.rules or postprocess.none(self.meta.num_classes)
 
     @torch.no_grad()
     def _scores(self, images_uint8, softmax):
@@ -132,3 +137,50 @@ class Predictor:
         """Per image, uint8 class ids (H, W) at its size in `sizes` (a generator, in order)."""
         for scores in self._resized(images_uint8, sizes, softmax=False):
             yield scores.argmax(0).cpu().numpy().astype(np.uint8)
+
+
+@dataclasses.dataclass
+class Ensemble:
+    """Several predictors as one, as nnU-Net's default inference combines its folds: the mean of the
+    members' probabilities, then the argmax. Members read the same prepared input (gray values and
+    preprocessing); each normalises it with its own mean and std. Its rules: per class, the rule
+    every member chose on validation, else none (seglib.postprocess.agreed)."""
+    members: list
+
+    @classmethod
+    def load(cls, checkpoints, device, flips=()):
+        members = [Predictor.load(c, device, flips) for c in checkpoints]
+        first = members[0].meta
+        for path, member in zip(checkpoints[1:], members[1:]):
+            if (member.meta.gray_values, member.meta.preprocess) != (first.gray_values, first.preprocess):
+                raise SegError(f"{path}: prepared with other gray values or preprocessing than {checkpoints[0]} "
+                               f"({member.meta.gray_values} vs {first.gray_values}); an ensemble's members must "
+                               "read the same input")
+        return cls(members)
+
+    @property
+    def meta(self):
+        return self.members[0].meta
+
+    @property
+    def batch_size(self):
+        return min(m.batch_size for m in self.members)
+
+    @property
+    def postprocess(self):
+        return postprocess.agreed([m.postprocess for m in self.members])
+
+    def probabilities(self, images_uint8, sizes):
+        for probs in zip(*(m.probabilities(images_uint8, sizes) for m in self.members)):
+            yield np.mean(probs, axis=0, dtype=np.float32)
+
+    def classes(self, images_uint8, sizes):
+        for probs in self.probabilities(images_uint8, sizes):
+            yield probs.argmax(0).astype(np.uint8)
+
+
+def load_predictor(checkpoints, device, flips=()):
+    """One checkpoint's Predictor, or an Ensemble of several."""
+    checkpoints = list(checkpoints)
+    return Predictor.load(checkpoints[0], device, flips) if len(checkpoints) == 1 else \
+        Ensemble.load(checkpoints, device, flips)

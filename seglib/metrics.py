@@ -135,3 +135,11 @@ def image_dice(rows):
         if row["status"] != "both_empty":
             per.setdefault(row["image"], []).append(row["dice"])
     return {image: float(np.mean(values)) for image, values in per.items()}
+
+
+def subject_means(image_scores, subject_of):
+    """Per subject, the mean of its images' scores (image -> score, image -> subject), sorted by subject."""
+    grouped = {}
+    for image, value in image_scores.items():
+        grouped.setdefault(str(subject_of[image]), []).append(value)
+    return {s: float(np.mean(grouped[s])) for s in sorted(grouped)}

@@ -15,12 +15,12 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import segmentation
 
-from seglib import config
+from seglib import config, postprocess
 from seglib.errors import SegError
 from seglib.io import write_bytes
 from seglib.prepared_meta import read_meta
 
-CHECKPOINT_FORMAT = 2  # 2: settings hold only the fields of their arch (1 held every arch's)
+CHECKPOINT_FORMAT = 3  # 3: the post-processing rules; 2: settings hold only their arch's fields (1: every arch's)
 BACKBONES = {
     "mobilenet_v3_large": segmentation.deeplabv3_mobilenet_v3_large,
     "resnet50": segmentation.deeplabv3_resnet50,
@@ -195,11 +195,20 @@ def count_parameters(model):
     return sum(p.numel() for p in model.parameters())
 
 
-CHECKPOINT_KEYS = ("format", "settings", "num_classes", "meta", "state_dict")
+CHECKPOINT_KEYS = ("format", "settings", "num_classes", "meta", "state_dict", "postprocess")
 
 
-def save_checkpoint(path, model, cfg, meta, name):
-    """Everything predict needs, in tensors and plain Python types only (loadable with weights_only=True).
+@dataclasses.dataclass(frozen=True)
+class Checkpoint:
+    model: nn.Module      # in eval mode
+    settings: object      # the model's config class (seglib.config)
+    meta: object          # PreparedMeta
+    rules: tuple          # seglib.postprocess.ClassRule per foreground class, chosen on validation
+
+
+def save_checkpoint(path, model, cfg, meta, name, rules=None):
+    """Everything predict needs, in tensors and plain Python types only (loadable with weights_only=True);
+    `rules` (chosen by seglib.postprocess; default none) travel with the weights.
 
     Saved through a buffer: torch.save names the archive's root folder after
     the file it writes, and the atomic writer's temporary name is random, so
@@ -209,7 +218,8 @@ def save_checkpoint(path, model, cfg, meta, name):
     settings["weights"] = None  # the trained weights are in this file
     buffer = io.BytesIO()
     torch.save({"format": CHECKPOINT_FORMAT, "settings": settings, "num_classes": meta.num_classes,
-                "meta": {**meta.to_dict(), "name": name}, "state_dict": model.state_dict()}, buffer)
+                "meta": {**meta.to_dict(), "name": name}, "state_dict": model.state_dict(),
+                "postprocess": postprocess.to_list(rules or postprocess.none(meta.num_classes))}, buffer)
     write_bytes(path, buffer.getvalue())
 
 
@@ -226,14 +236,15 @@ def _settings(ckpt, path):
 
 
 def load_checkpoint(path, device="cpu"):
-    """(model in eval mode, its settings, PreparedMeta). Settings and meta are checked before anything is built."""
+    """A Checkpoint; settings, meta and rules are checked before anything is built. Formats 1 and 2
+    (before post-processing) load with no rule."""
     if not Path(path).exists():
         raise SegError(f"{path}: checkpoint not found. DVC removes a stage's outputs before it runs, so a failed "
                        f"train stage leaves none: `dvc checkout {Path(path).parent}` restores the last one "
                        "recorded in dvc.lock, `dvc repro` trains it again")
     ckpt = load_tensors(path, "checkpoint")
-    if not isinstance(ckpt, dict) or ckpt.get("format") not in (1, CHECKPOINT_FORMAT) \
-            or sorted(ckpt) != sorted(CHECKPOINT_KEYS):
+    if not isinstance(ckpt, dict) or ckpt.get("format") not in (1, 2, CHECKPOINT_FORMAT) \
+            or sorted(ckpt) != sorted(CHECKPOINT_KEYS[:-1] if ckpt["format"] < 3 else CHECKPOINT_KEYS):
         raise SegError(f"{path}: not a checkpoint written by this pipeline (format {CHECKPOINT_FORMAT}); "
                        "use models/<name>/model.pt from the train stage")
     cfg = _settings(ckpt, path)
@@ -241,6 +252,8 @@ def load_checkpoint(path, device="cpu"):
     if ckpt["num_classes"] != meta.num_classes:
         raise SegError(f"{path}: num_classes {ckpt['num_classes']!r} disagrees with meta's {meta.num_classes} gray values")
     state = _require_state_dict(ckpt["state_dict"], f"{path}: state_dict")
+    rules = (postprocess.from_list(ckpt["postprocess"], meta.num_classes, f"{path}: postprocess")
+             if ckpt["format"] >= 3 else postprocess.none(meta.num_classes))
     model = build_model(cfg, meta.num_classes)
     try:
         model.load_state_dict(state)
@@ -248,4 +261,4 @@ def load_checkpoint(path, device="cpu"):
         first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
         raise SegError(f"{path}: weights do not fit a {cfg.arch} with {meta.num_classes} classes ({first}); "
                        "the file was changed or written by another model") from None
-    return model.to(device).eval(), cfg, meta
+    return Checkpoint(model.to(device).eval(), cfg, meta, rules)

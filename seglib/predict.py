@@ -1,4 +1,8 @@
-"""Predict masks for a folder of images of any size with a trained checkpoint.
+"""Predict masks for a folder of images of any size with a trained checkpoint, or an ensemble.
+
+The checkpoint's post-processing rules (chosen on validation when it was
+trained) are applied unless switched off; an ensemble applies the rules all
+its members agree on.
 
 Masks are written in the dataset's own gray values at each image's original
 size. An unreadable image is skipped and reported; the batch goes on.
@@ -8,15 +12,17 @@ first one is written. The output folders may not be or hold the input, two
 inputs may not share a stem (their masks would share a name), and no
 existing file is replaced unless `overwrite` is set.
 """
+import dataclasses
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from seglib import postprocess
 from seglib.errors import SegError, format_problems
 from seglib.graymap import to_gray
-from seglib.inference import Predictor, resolve_device
+from seglib.inference import load_predictor, resolve_device
 from seglib.io import UnreadableFile, list_images, read_image, save_figure, write_png
 from seglib.plots import samples_figure
 from seglib.transforms import load_for_model, resize_image
@@ -60,11 +66,21 @@ def check_outputs(files, input_dir, targets, overwrite):
         raise SegError(format_problems(problems, "predict") + "\nnothing was written")
 
 
-def predict_folder(checkpoint, input_dir, outputs, device="auto", overwrite=False, flips=()):
+@dataclasses.dataclass(frozen=True)
+class Inference:
+    """How masks are predicted: one checkpoint or an ensemble of several (their mean probabilities),
+    test-time flips (keys of seglib.inference.FLIPS), and whether the checkpoints' post-processing
+    rules are applied."""
+    checkpoints: tuple
+    device: str = "auto"
+    flips: tuple = ()
+    postprocess: bool = True
+
+
+def predict_folder(inference, input_dir, outputs, overwrite=False):
     """Write one mask PNG per readable image; return the list of (file, reason) skipped.
 
-    `outputs` maps --output (masks) and optionally --overlays to folders;
-    `flips` (keys of seglib.inference.FLIPS) adds test-time flipped passes.
+    `outputs` maps --output (masks) and optionally --overlays to folders.
     """
     if not Path(input_dir).is_dir():
         raise SegError(f"{input_dir}: input folder not found")
@@ -72,12 +88,14 @@ def predict_folder(checkpoint, input_dir, outputs, device="auto", overwrite=Fals
     if not files:
         raise SegError(f"{input_dir}: no images found (.png .jpg .jpeg .tif .tiff .bmp; hidden files are skipped)")
     check_outputs(files, input_dir, outputs, overwrite)
-    predictor = Predictor.load(checkpoint, resolve_device(device, "--device"), flips)
+    predictor = load_predictor(inference.checkpoints, resolve_device(inference.device, "--device"), inference.flips)
+    rules = predictor.postprocess if inference.postprocess else postprocess.none(predictor.meta.num_classes)
     skipped = []
     for batch in _batches(files, predictor, skipped):
         paths, raws, inputs = zip(*batch)
         masks = predictor.classes(np.stack(inputs), [raw.shape for raw in raws])
         for path, raw, model_input, ids in zip(paths, raws, inputs, masks):
+            ids = postprocess.apply(ids, rules)
             write_png(Path(outputs["--output"]) / f"{path.stem}.png", to_gray(ids, predictor.meta.gray_values))
             if "--overlays" in outputs:
                 shown = resize_image(model_input.astype(np.float32), raw.shape)

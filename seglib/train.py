@@ -20,8 +20,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
+from seglib import postprocess
 from seglib.errors import SegError
-from seglib.inference import check_precision, forward, to_device
+from seglib.inference import Predictor, check_precision, forward, to_device
 from seglib.metrics import EPOCH_METRICS, scores
 from seglib.models import build_model, count_parameters, min_input_side
 from seglib.transforms import Augment, normalise
@@ -275,3 +276,12 @@ def fit(data, model_cfg, train_cfg, device, meta, run):
     net.load_state_dict(progress["best_state"])
     return FitResult(progress["history"], progress["best"], progress["best_scores"], net.eval(),
                      count_parameters(net), progress["seconds"])
+
+
+def choose_postprocessing(result, data, model_cfg, meta, device):
+    """The trained model's post-processing rules, chosen on the validation images at the prepared size
+    (seglib.postprocess), and the report of every candidate's validation Dice."""
+    val = data["val"]
+    predictor = Predictor(result.model, meta, device, model_cfg.precision, model_cfg.batch_size)
+    preds = predictor.classes(val["images"], [meta.base_size] * len(val["images"]))
+    return postprocess.choose(preds, val["masks"], data["train"]["masks"], meta.num_classes)

@@ -2,7 +2,11 @@
 
 python -m stages.compare --train-metrics metrics/train --train-logs plots/train --test-metrics metrics/test
     --per-image plots/eval --headline metrics/eval.json --metrics metrics/compare.json --figures plots/compare
-    --report reports/report.md --html reports/report.html
+    --subjects plots/subjects --report reports/report.md --html reports/report.html
+
+--subjects gets <model>.csv per model (each test subject's mean image Dice; with
+cross-validation also cv_<model>.csv over every subject), drawn side by side by
+dvc.yaml's top-level plots.
 
 The headline is the test metrics of params' top-level `model`, copied to
 --headline: changing `model` reruns this stage alone.
@@ -16,21 +20,22 @@ from seglib import config
 from seglib.compare import compare_models, report_html, report_markdown
 from seglib.crossval import pool, run_name
 from seglib.errors import SegError, run_cli
-from seglib.io import read_csv, read_json, save_figure, write_json, write_text
+from seglib.io import read_csv, read_json, save_figure, write_csv, write_json, write_text
 from seglib.metrics import EPOCH_METRICS
 from seglib.plots import comparison_figure, subject_differences_figure
 
 
 def _read(reader, path):
     if not path.is_file():
-        raise SegError(f"{path}: missing; crossval asks for it (run `dvc repro`, which runs cv-evaluate)")
+        raise SegError(f"{path}: missing; crossval asks for it (run `dvc repro`, which runs cv-evaluate "
+                       "and cv-ensemble)")
     return reader(path)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     for name in ("--train-metrics", "--train-logs", "--test-metrics", "--per-image", "--headline",
-                 "--metrics", "--figures", "--report", "--html"):
+                 "--metrics", "--figures", "--subjects", "--report", "--html"):
         parser.add_argument(name, required=True)
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
@@ -49,14 +54,21 @@ def main(argv=None):
     cv_cfg = config.section(params, "crossval")
     if cv_cfg.folds:
         runs = list(itertools.product(names, cv_cfg.folds, cv_cfg.seeds))
-        result["crossval"] = pool({r: _read(read_json, Path(args.test_metrics) / "cv" / f"{run_name(*r)}.json")
-                                   for r in runs},
-                                  {r: _read(read_csv, Path(args.per_image) / "cv" / f"{run_name(*r)}.csv") for r in runs},
-                                  cv_cfg, cmp_cfg, names)
+        cv_metrics, cv_rows = Path(args.test_metrics) / "cv", Path(args.per_image) / "cv"
+        result["crossval"] = pool({r: _read(read_json, cv_metrics / f"{run_name(*r)}.json") for r in runs},
+                                  {r: _read(read_csv, cv_rows / f"{run_name(*r)}.csv") for r in runs},
+                                  cv_cfg, cmp_cfg, names,
+                                  {(m, f): _read(read_json, cv_metrics / f"{run_name(m, f, 'ensemble')}.json")
+                                   for m in names for f in cv_cfg.folds})
         for a, b in itertools.combinations(names, 2):
             path = Path(args.figures) / f"cv_{a}_minus_{b}_by_subject.png"
             save_figure(subject_differences_figure(result["crossval"]["per_subject_dice"], a, b), path)
             figures.append(path)
+    per_subject = {m: result["per_subject_dice"][m] for m in names}
+    if "crossval" in result:
+        per_subject.update({f"cv_{m}": result["crossval"]["per_subject_dice"][m] for m in names})
+    for stem, dice in per_subject.items():
+        write_csv(Path(args.subjects) / f"{stem}.csv", [{"subject": s, "dice": d} for s, d in dice.items()])
     write_json(args.headline, test[config.headline_model(params)])
     write_json(args.metrics, result)
     report_dir = Path(args.report).parent

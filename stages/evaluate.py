@@ -4,9 +4,12 @@ python -m stages.evaluate --model unet --checkpoint models/unet/model.pt --prepa
     --masks data/masks --split artifacts/split.json --metrics metrics/test/unet.json
     --plots plots/eval --timing logs/timing/evaluate_unet.json
 
-Writes into --plots: <model>.csv (per image and class), <model>_confusion.csv
+Writes into --plots: <model>.csv (per image and class), <model>_postprocessed.csv
+(the same after the checkpoint's post-processing rules), <model>_confusion.csv
 (DVC's confusion template) and <model>_best_worst.png (<name>.csv ... with
---name). cv-evaluate@<model>-<fold>-<seed> scores a fold's test part (--fold). The headline
+--name); the metrics hold raw and post-processed scores. Several --checkpoint
+paths score their ensemble (mean probabilities); a path with {seed} stands for
+one path per seed of crossval.seeds (cv-ensemble@<model>-<fold>). cv-evaluate@<model>-<fold>-<seed> scores a fold's test part (--fold). The headline
 (metrics/eval.json) is chosen by compare, so `dvc exp run -S model=...`
 scores nothing again. The timing file is no DVC output: images per second
 differ on every run.
@@ -17,7 +20,7 @@ from pathlib import Path
 from seglib import config
 from seglib.errors import run_cli
 from seglib.evaluate import ScoredSplit, evaluate_split, worst_and_best
-from seglib.inference import Predictor, use_runtime
+from seglib.inference import load_predictor, use_runtime
 from seglib.io import read_npz, save_figure, write_csv, write_json
 from seglib.plots import best_worst_figure, confusion_records
 from seglib.split import read_split
@@ -25,7 +28,8 @@ from seglib.split import read_split
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
-    for name in ("--model", "--checkpoint", "--prepared", "--masks", "--split", "--metrics", "--plots", "--timing"):
+    parser.add_argument("--checkpoint", required=True, nargs="+")
+    for name in ("--model", "--prepared", "--masks", "--split", "--metrics", "--plots", "--timing"):
         parser.add_argument(name, required=True)
     parser.add_argument("--fold", type=int, help="--split is the folds file; score fold K's test part")
     parser.add_argument("--name", help="stem of the files under --plots (default: --model)")
@@ -38,18 +42,25 @@ def main(argv=None):
     items = split["test"]  # never empty: data.test_fraction is above 0 (config)
     test = ScoredSplit(read_npz(Path(args.prepared) / "test.npz"), items, Path(args.masks),
                        {image: split["units"][image] for image, _ in items})
-    predictor = Predictor.load(args.checkpoint, device)
+    seeds = config.section(params, "crossval").seeds
+    checkpoints = [c.format(seed=s) for c in args.checkpoint for s in (seeds if "{seed}" in c else [None])]
+    predictor = load_predictor(checkpoints, device)
     # score everything before writing anything: a failure leaves no partial outputs
-    evaluation = evaluate_split(predictor, test, eval_cfg.pixel_spacing or (1.0, 1.0))
+    evaluation, processed = evaluate_split(predictor, test, eval_cfg.pixel_spacing or (1.0, 1.0))
     drawn = worst_and_best(predictor, test, evaluation, eval_cfg.overlays)
-    result = {"model": args.model, "units": "mm" if eval_cfg.pixel_spacing else "pixels", **evaluation.metrics()}
+    result = {"model": args.model, "units": "mm" if eval_cfg.pixel_spacing else "pixels", **evaluation.metrics(),
+              "postprocessed": {"rules": [r.describe() for r in predictor.postprocess], **processed.metrics()}}
+    if len(checkpoints) > 1:
+        result["members"] = checkpoints
     plots, class_names, name = Path(args.plots), [str(g) for g in predictor.meta.gray_values], args.name or args.model
     write_csv(plots / f"{name}.csv", evaluation.rows)
+    write_csv(plots / f"{name}_postprocessed.csv", processed.rows)
     write_csv(plots / f"{name}_confusion.csv", confusion_records(evaluation.matrix, class_names))
     save_figure(best_worst_figure(drawn, f"{name}: worst and best test images"), plots / f"{name}_best_worst.png")
     write_json(args.metrics, result)
     write_json(args.timing, {"images_per_second": evaluation.images_per_second, "device": str(device)})
-    print(f"{args.model}: test foreground Dice {result['fg_dice']:.4f}, IoU {result['fg_iou']:.4f}, "
+    print(f"{name}: test foreground Dice {result['fg_dice']:.4f} ({result['postprocessed']['fg_dice']:.4f} "
+          f"post-processed), IoU {result['fg_iou']:.4f}, "
           f"median HD95 {result['per_image']['hd95']['median']:.2f}, misses {result['per_image']['misses']}")
 
 

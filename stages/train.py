@@ -4,6 +4,9 @@ python -m stages.train --model unet --prepared artifacts/prepared --out models/u
     --metrics metrics/train/unet.json --log plots/train/unet.csv --timing logs/timing/unet.json
     --resume logs/resume/unet.pt
 
+After the last epoch the best epoch's model chooses its post-processing rules on
+the validation images (seglib.postprocess); the checkpoint carries them.
+
 The epoch log (--log) is rewritten after every epoch, so a run can be watched
 while it goes. The timing and resume files are no DVC outputs: seconds differ
 on every run, and DVC deletes a stage's outputs before it runs, which would
@@ -27,7 +30,7 @@ from seglib.io import read_json, read_npz, write_csv, write_json
 from seglib.models import save_checkpoint
 from seglib.prepared_meta import read_meta
 from seglib.resume import TrainingRun, training_key
-from seglib.train import fit, per_process_batch
+from seglib.train import choose_postprocessing, fit, per_process_batch
 
 
 def main(argv=None):
@@ -66,16 +69,19 @@ def train(args, configs, world, device):
     result = fit(data, model_cfg, train_cfg, device, meta, run)
     if not world.main:
         return
-    save_checkpoint(Path(args.out) / "model.pt", result.model, model_cfg, meta, args.model)
+    rules, report = choose_postprocessing(result, data, model_cfg, meta, device)
+    save_checkpoint(Path(args.out) / "model.pt", result.model, model_cfg, meta, args.model, rules)
     write_csv(args.log, result.history)  # again: a run resumed after its last epoch has no epoch left to write it
     best = result.best_scores
     write_json(args.metrics, {"best_epoch": result.best_epoch, "parameters": result.parameters,
                               "val": {k: best[k] for k in ("accuracy", "fg_dice", "fg_iou", "fg_precision",
-                                                           "fg_recall", "mean_dice", "mean_iou", "dice", "iou")}})
+                                                           "fg_recall", "mean_dice", "mean_iou", "dice", "iou")},
+                              "postprocess": report})
     write_json(args.timing, {"seconds_per_epoch": result.seconds_per_epoch,
                              "train_seconds": sum(result.seconds_per_epoch)})
     run.finish()
-    print(f"{args.model}: best epoch {result.best_epoch}, val foreground Dice {best['fg_dice']:.4f}")
+    print(f"{args.model}: best epoch {result.best_epoch}, val foreground Dice {best['fg_dice']:.4f}; "
+          f"post-processing: {', '.join(r.describe() for r in rules)}")
 
 
 if __name__ == "__main__":

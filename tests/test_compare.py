@@ -9,7 +9,8 @@ def _inputs(name, dice_by_image, epoch):
     train = {"best_epoch": epoch, "parameters": 1000 * epoch, "val": {"fg_dice": sum(dice_by_image) / 4}}
     per = {"mean": sum(dice_by_image) / 4, "median": 0.5, "p5": 0.1, "n": 4}
     test = {"fg_dice": sum(dice_by_image) / 4, "fg_iou": 0.5, "mean_dice": 0.7, "accuracy": 0.9,
-            "per_image": {"dice": per, "hd95": {**per, "median": 10.0 - epoch}, "assd": per, "misses": 0}}
+            "per_image": {"dice": per, "hd95": {**per, "median": 10.0 - epoch}, "assd": per, "misses": 0},
+            "postprocessed": {"fg_dice": sum(dice_by_image) / 4 + 0.01, "rules": ["largest component"]}}
     rows = [{"image": f"im{i}", "subject": f"s{i // 2}", "status": "scored", "dice": d}
             for i, d in enumerate(dice_by_image)]
     return train, test, rows
@@ -32,6 +33,8 @@ def test_three_models_are_compared_pairwise(tmp_path):
     figure.write_bytes(b"\x89PNG fake")
     markdown = report_markdown(result, ["dice.png"])
     assert "| test Dice (fg) | 0.8750 | 0.6750 | 0.8750 |" in markdown
+    assert "| test Dice (fg), post-processed | 0.8850 | 0.6850 | 0.8850 |" in markdown
+    assert "| post-processing (chosen on validation) | largest component | largest component |" in markdown
     assert "time" not in markdown.split("## Paired")[0].split("\n|", 1)[1]  # no run-dependent rows
     html = report_html(result, [figure])
-    assert html.count("<tr>") == 1 + 12 and "data:image/png;base64," in html
+    assert html.count("<tr>") == 1 + 14 and "data:image/png;base64," in html

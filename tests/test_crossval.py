@@ -114,7 +114,7 @@ def test_tiny_cross_validation_through_dvc(tmp_path):
     runs = [f"{m}-{f}-{s}" for m, f, s in itertools.product(models, folds, seeds)]
     assert ran == ({"split", "preprocess-gray-map", "compare"} | {f"{s}@{m}" for s in ("train", "evaluate") for m in models}
                    | {f"cv-preprocess@{f}" for f in folds} | {f"cv-train@{r}" for r in runs}
-                   | {f"cv-evaluate@{r}" for r in runs})
+                   | {f"cv-evaluate@{r}" for r in runs} | {f"cv-ensemble@{m}-{f}" for m in models for f in folds})
     units = json.loads((root / "artifacts/folds.json").read_text())["units"]
     cv = json.loads((root / "metrics/compare.json").read_text())["crossval"]
     assert cv["folds"] == 3 and cv["seeds"] == [0, 1] and cv["subjects"] == 9
@@ -125,6 +125,20 @@ def test_tiny_cross_validation_through_dvc(tmp_path):
                     for f in folds]
         pooled = scores(np.sum(matrices, axis=0))["fg_dice"]
         assert cv["models"][model]["pooled_fg_dice_by_seed"][str(seed)] == pytest.approx(pooled, abs=1e-6)  # JSON keeps 6 digits
+    for model in models:  # raw and post-processed pooled over every fold and seed; the seed ensemble over the folds
+        runs_of = [json.loads((root / f"metrics/test/cv/{model}-{f}-{s}.json").read_text())
+                   for f in folds for s in seeds]
+        ensembles = [json.loads((root / f"metrics/test/cv/{model}-{f}-ensemble.json").read_text()) for f in folds]
+        assert all(e["members"] == [f"models/cv/{model}-{f}-{s}/model.pt" for s in seeds]
+                   for f, e in zip(folds, ensembles))
+        for kind, metrics in (("pooled", runs_of), ("pooled_postprocessed", runs_of)):
+            key = "confusion" if kind == "pooled" else "postprocessed"
+            matrix = np.sum([m["confusion"] if key == "confusion" else m["postprocessed"]["confusion"]
+                             for m in metrics], axis=0)
+            assert cv["models"][model][kind]["fg_dice"] == pytest.approx(scores(matrix)["fg_dice"], abs=1e-6)
+        ensemble_matrix = np.sum([e["confusion"] for e in ensembles], axis=0)
+        assert cv["models"][model]["seed_ensemble"]["pooled"]["fg_dice"] == \
+            pytest.approx(scores(ensemble_matrix)["fg_dice"], abs=1e-6)
     for model in models:  # per subject: the mean over its images of the seed-averaged image Dice
         per_seed = [image_dice([r for f in folds for r in read_csv(root / f"plots/eval/cv/{model}-{f}-{s}.csv")])
                     for s in seeds]
@@ -146,7 +160,8 @@ def test_tiny_cross_validation_through_dvc(tmp_path):
     # a third seed: only its runs and the comparison are new; nothing finished is redone
     set_params(root, {"crossval.seeds": [0, 1, 2]})
     ran = ran_stages(dvc("repro", cwd=root).stdout)
-    assert ran == {f"cv-{s}@{m}-{f}-2" for s in ("train", "evaluate") for m in models for f in folds} | {"compare"}
+    assert ran == ({f"cv-{s}@{m}-{f}-2" for s in ("train", "evaluate") for m in models for f in folds}
+                   | {f"cv-ensemble@{m}-{f}" for m in models for f in folds} | {"compare"})
 
 
 @pytest.mark.parametrize("stat, expected", [
@@ -174,9 +189,11 @@ def test_report_shows_undefined_scores_as_n_a():
     result = {"folds": 3, "seeds": [0], "subjects": 3,
               "models": {m: {"pooled": {k: (float("nan") if k == "fg_precision" else 0.5) for k in
                                         ("fg_dice", "fg_iou", "fg_precision", "fg_recall", "accuracy")},
+                             "pooled_postprocessed": {"fg_dice": float("nan")},
                              "fold_sd": 0.1, "seed_sd": None} for m in ("a", "b")},
               "per_subject_dice": {"a": {"S1": 0.5}, "b": {"S1": 0.4}},
               "paired_subject_dice": {"a_minus_b": {"verdict": "no detectable difference"}}}
     text = "\n".join(report_lines(result))
     assert "| pooled fg_precision | n/a | n/a |" in text and "nan" not in text
     assert "| sd between seeds (fg Dice) | n/a | n/a |" in text
+    assert "| pooled fg_dice, post-processed | n/a | n/a |" in text and "seed ensemble" not in text

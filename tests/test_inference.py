@@ -119,10 +119,10 @@ def test_format_1_checkpoints_still_load(tmp_path):
     torch.save({"format": 1, "settings": old_settings, "num_classes": 2,
                 "meta": {**meta.to_dict(), "base_size": list(meta.base_size), "name": "deeplabv3"},
                 "state_dict": model.state_dict()}, tmp_path / "old.pt")
-    loaded, settings, loaded_meta = load_checkpoint(tmp_path / "old.pt")
-    assert settings == cfg and loaded_meta == meta
+    loaded = load_checkpoint(tmp_path / "old.pt")
+    assert loaded.settings == cfg and loaded.meta == meta and [r.kind for r in loaded.rules] == ["none"]
     x = torch.randn(2, 1, 32, 32)
-    assert torch.equal(loaded(x), model.eval()(x))
+    assert torch.equal(loaded.model(x), model.eval()(x))
 
 
 def test_use_runtime_pins_threads_and_resolves_the_device():

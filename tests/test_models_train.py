@@ -11,6 +11,7 @@ from seglib.errors import SegError
 
 CPU = torch.device("cpu")
 from seglib.models import build_model, load_checkpoint, save_checkpoint
+from seglib.postprocess import ClassRule
 from seglib.resume import TrainingRun
 from seglib.train import cosine_factor, fit
 from seglib.transforms import flip_batch, jitter_batch
@@ -148,9 +149,11 @@ def test_batch_larger_than_training_set_is_a_clear_error():
 def test_checkpoint_round_trip_and_mismatch(tmp_path, unet):
     cfg = UNetConfig(width=4, **unet)
     model = build_model(cfg, 3)
-    save_checkpoint(tmp_path / "m.pt", model, cfg, tiny_meta((0, 1, 2)), "m")
-    loaded, settings, meta = load_checkpoint(tmp_path / "m.pt")
-    assert meta == tiny_meta((0, 1, 2)) and settings == cfg
+    rules = (ClassRule("largest"), ClassRule("max_count", 5.0))
+    save_checkpoint(tmp_path / "m.pt", model, cfg, tiny_meta((0, 1, 2)), "m", rules)
+    ckpt = load_checkpoint(tmp_path / "m.pt")
+    loaded, settings, meta = ckpt.model, ckpt.settings, ckpt.meta
+    assert meta == tiny_meta((0, 1, 2)) and settings == cfg and ckpt.rules == rules
     x = torch.randn(1, 1, 32, 32)
     assert torch.equal(loaded(x), model.eval()(x))
     ckpt = torch.load(tmp_path / "m.pt", weights_only=True)
@@ -161,6 +164,10 @@ def test_checkpoint_round_trip_and_mismatch(tmp_path, unet):
     ckpt["settings"]["width"], ckpt["num_classes"] = 4, 5
     torch.save(ckpt, tmp_path / "bad.pt")
     with pytest.raises(SegError, match=r"bad.pt: num_classes 5 disagrees with meta's 3 gray values"):
+        load_checkpoint(tmp_path / "bad.pt")
+    ckpt["num_classes"], ckpt["postprocess"] = 3, [{"kind": "biggest", "value": 1}, {"kind": "none", "value": 0}]
+    torch.save(ckpt, tmp_path / "bad.pt")
+    with pytest.raises(SegError, match=r"bad.pt: postprocess\[0\]: expected \{kind: one of"):
         load_checkpoint(tmp_path / "bad.pt")
     torch.save({"state_dict": {}}, tmp_path / "other.pt")
     with pytest.raises(SegError, match="not a checkpoint written by this pipeline"):
