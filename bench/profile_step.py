@@ -7,7 +7,10 @@ channels_last, CE + Dice, AdamW) on random data, profiled over --steps steps
 after a warm-up; prints the operators with the largest share of self CPU
 time. With --compile, the same step with the model wrapped in
 torch.compile: the first step's seconds (the compile) and the median
-steady-state step against eager, alternating eager and compiled steps.
+steady-state step against eager, alternating eager and compiled steps. With
+--contiguous, the same step with the model's weights in plain NCHW
+(contiguous) memory against the pipeline's channels_last, alternating (the
+input goes through the pipeline's to_device either way).
 """
 import argparse
 import functools
@@ -27,9 +30,9 @@ MODELS = {"unet": UNetConfig(), "deeplabv3": DeepLabV3Config()}
 TOP = 8
 
 
-def make_step(cfg, compiled):
+def make_step(cfg, compiled, layout=torch.channels_last):
     torch.manual_seed(0)
-    model = build_model(cfg, 2, TrainConfig().bn_momentum).to(memory_format=torch.channels_last).train()
+    model = build_model(cfg, 2, TrainConfig().bn_momentum).to(memory_format=layout).train()
     net = torch.compile(model) if compiled else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     return training_step(net, functools.partial(segmentation_loss, kind="ce_dice"), optimizer,
@@ -49,6 +52,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--contiguous", action="store_true", help="also time NCHW weights against channels_last")
     args = parser.parse_args(argv)
     use_runtime(RuntimeConfig(device="cpu"))
     images = torch.randn(args.batch, 1, args.size, args.size, generator=torch.Generator().manual_seed(0))
@@ -76,6 +80,16 @@ def main(argv=None):
             eager, fast = statistics.median(eager_times), statistics.median(compiled_times)
             print(f"    torch.compile: first step {first:.1f} s (compile); steady step {fast:.3f} s against "
                   f"eager {eager:.3f} s ({eager / fast:.2f}x)", flush=True)
+        if args.contiguous:
+            plain = make_step(MODELS[name], compiled=False, layout=torch.contiguous_format)
+            plain(images, masks)  # warm-up
+            last_times, plain_times = [], []
+            for _ in range(args.steps):
+                last_times.append(timed(step, images, masks))
+                plain_times.append(timed(plain, images, masks))
+            last, nchw = statistics.median(last_times), statistics.median(plain_times)
+            print(f"    layout: channels_last {last:.3f} s per step, contiguous NCHW {nchw:.3f} s "
+                  f"({nchw / last:.2f}x the time)", flush=True)
 
 
 if __name__ == "__main__":

@@ -96,7 +96,7 @@ TIMING_NOTE = ("Timings are not part of this report, so identical runs give iden
 def report_markdown(result, figures, title="Model comparison"):
     header, rows = table_rows(result)
     out = [f"# {title}", "", "Test split scores at each image's original size; fg = mean over foreground classes. "
-           "Distances in the units of metrics/test/<model>.json (pixels unless evaluate.pixel_spacing is set). "
+           "Distances in the units of metrics/test/<model>.json (pixels unless evaluate.pixel_spacing or subject_spacing is set). "
            + TIMING_NOTE, "",
            "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(r) + " |" for r in rows]

@@ -218,16 +218,43 @@ def model_config(raw, where):
     return build_section(ARCHS[arch], raw, where)
 
 
+def _spacing_problem(value):
+    return value is not None and (len(value) != 2 or min(value) <= 0)
+
+
 @dataclasses.dataclass(frozen=True)
 class EvaluateConfig:
-    pixel_spacing: Optional[tuple] = None
+    pixel_spacing: Optional[tuple] = None   # [row_mm, col_mm] of every image
+    subject_spacing: dict = dataclasses.field(default_factory=dict)  # subject -> [row_mm, col_mm], where they differ
     overlays: int = 3
 
     def check(self, where):
-        if self.pixel_spacing is not None and (len(self.pixel_spacing) != 2 or min(self.pixel_spacing) <= 0):
+        if _spacing_problem(self.pixel_spacing):
             raise SegError(f"{where}.pixel_spacing: expected [row_mm, col_mm] > 0 or null, got {self.pixel_spacing}")
+        for subject, spacing in self.subject_spacing.items():
+            if _spacing_problem(spacing):
+                raise SegError(f"{where}.subject_spacing.{subject}: expected [row_mm, col_mm] > 0, got {list(spacing)}")
         if not 0 <= self.overlays <= 50:
             raise SegError(f"{where}.overlays: must be 0 to 50, got {self.overlays}")
+
+    @property
+    def in_mm(self):
+        return self.pixel_spacing is not None or bool(self.subject_spacing)
+
+    def spacing(self, unit):
+        """(row, col) of one split unit's pixels: its subject_spacing entry, else pixel_spacing, else 1 pixel.
+        A unit of copies ('Case18+Case19') takes its subjects' entry."""
+        listed = {self.subject_spacing[s] for s in unit.split("+") if s in self.subject_spacing}
+        if len(listed) > 1:
+            raise SegError(f"evaluate.subject_spacing: {unit} are copies of one scan but their entries differ "
+                           f"({sorted(listed)}); give them one spacing")
+        if listed:
+            return listed.pop()
+        if self.subject_spacing and self.pixel_spacing is None:
+            raise SegError(f"evaluate.subject_spacing: no entry for subject {unit!r} and evaluate.pixel_spacing "
+                           "is null, so its distances would be in pixels beside the others' mm; add it, or set "
+                           "pixel_spacing for the subjects not listed")
+        return self.pixel_spacing or (1.0, 1.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -303,6 +330,11 @@ def _coerce(value, annotation, where):
         if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
                                                     and math.isfinite(v) for v in value):
             return tuple(value)
+    elif annotation is dict:  # name -> list of numbers (evaluate.subject_spacing)
+        if value is None:
+            return {}
+        if isinstance(value, dict):
+            return {str(k): _coerce(v, tuple, f"{where}.{k}") for k, v in value.items()}
     raise SegError(f"{where}: expected {getattr(annotation, '__name__', annotation)}"
                    f"{' or null' if optional else ''}, got {value!r}")
 

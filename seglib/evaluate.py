@@ -52,8 +52,10 @@ def _rows(image, subject, truth, pred, spacing, num_classes):
 
 def evaluate_split(predictor, split, spacing):
     """Score `predictor` on the prepared arrays of `split` against the original masks, batch by batch:
-    (raw, post-processed) Evaluations, the second with the predictor's rules applied (seglib.postprocess)."""
+    (raw, post-processed) Evaluations, the second with the predictor's rules applied (seglib.postprocess).
+    `spacing(subject)` gives the (row, col) size of a subject's pixels."""
     num_classes, rules = predictor.meta.num_classes, predictor.postprocess
+    spacings = {s: spacing(s) for s in sorted(set(split.subjects.values()))}  # a missing one fails before scoring
     matrices = [np.zeros((num_classes, num_classes), np.int64) for _ in range(2)]
     rows, seconds = ([], []), 0.0
     predictions = predictor.classes(split.prepared["images"], split.prepared["sizes"])
@@ -66,9 +68,10 @@ def evaluate_split(predictor, split, spacing):
             raise SegError(f"{Path(split.mask_dir) / split.items[i][1]}: {truth.shape[0]} x {truth.shape[1]} px, but its "
                            f"image was {pred.shape[0]} x {pred.shape[1]} when prepared; rerun dvc repro")
         fixed = postprocess.apply(pred, rules)
-        raw_rows = _rows(image, split.subjects[image], truth, pred, spacing, num_classes)
+        subject = split.subjects[image]
+        raw_rows = _rows(image, subject, truth, pred, spacings[subject], num_classes)
         post_rows = raw_rows if np.array_equal(fixed, pred) else \
-            _rows(image, split.subjects[image], truth, fixed, spacing, num_classes)
+            _rows(image, subject, truth, fixed, spacings[subject], num_classes)
         for matrix, out, labels, image_rows in zip(matrices, rows, (pred, fixed), (raw_rows, post_rows)):
             matrix += confusion(truth, labels, num_classes)
             out += image_rows

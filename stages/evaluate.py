@@ -46,9 +46,9 @@ def main(argv=None):
     checkpoints = [c.format(seed=s) for c in args.checkpoint for s in (seeds if "{seed}" in c else [None])]
     predictor = load_predictor(checkpoints, device)
     # score everything before writing anything: a failure leaves no partial outputs
-    evaluation, processed = evaluate_split(predictor, test, eval_cfg.pixel_spacing or (1.0, 1.0))
+    evaluation, processed = evaluate_split(predictor, test, eval_cfg.spacing)
     drawn = worst_and_best(predictor, test, evaluation, eval_cfg.overlays)
-    result = {"model": args.model, "units": "mm" if eval_cfg.pixel_spacing else "pixels", **evaluation.metrics(),
+    result = {"model": args.model, "units": "mm" if eval_cfg.in_mm else "pixels", **evaluation.metrics(),
               "postprocessed": {"rules": [r.describe() for r in predictor.postprocess], **processed.metrics()}}
     if len(checkpoints) > 1:
         result["members"] = checkpoints

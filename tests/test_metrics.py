@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from seglib.metrics import confusion, image_dice, per_image, scores, summarise
 
@@ -96,3 +97,52 @@ def test_empty_truth_and_prediction_rules():
     assert summary["dice"]["mean"] == pytest.approx(0.5)  # the miss counts as 0, not dropped
     assert summary["hd95"]["n"] == 1
     assert image_dice(rows) == {"a": 1.0, "b": 0.0}
+
+
+class Bright(torch.nn.Module):
+    """Class 1 wherever the (normalised) image is above its mean: predicts the bright square exactly."""
+
+    def forward(self, x):
+        return torch.cat([-x, x], 1)
+
+
+def test_subject_spacing_scales_each_subjects_distances(tmp_path):
+    """Two subjects with the same image and mask one pixel off the truth: distances follow each one's spacing."""
+    from PIL import Image
+
+    from conftest import tiny_meta
+    from seglib.config import EvaluateConfig, build_section
+    from seglib.evaluate import ScoredSplit, evaluate_split
+    from seglib.inference import Predictor
+    image = np.zeros((32, 32), np.uint8)
+    image[8:20, 8:20] = 255
+    mask = np.zeros((32, 32), np.uint8)
+    mask[9:21, 8:20] = 255  # shifted one row: HD95 1 pixel
+    for name in ("A_1.png", "B_1.png"):
+        Image.fromarray(mask).save(tmp_path / name)
+    split = ScoredSplit({"images": np.stack([image, image]), "sizes": np.array([(32, 32), (32, 32)])},
+                        [("A_1.png", "A_1.png"), ("B_1.png", "B_1.png")], tmp_path, {"A_1.png": "A", "B_1.png": "B"})
+    predictor = Predictor(Bright(), tiny_meta(mean=0.5, std=0.5), torch.device("cpu"))
+    cfg = build_section(EvaluateConfig, {"pixel_spacing": [0.5, 0.5], "subject_spacing": {"B": [3.0, 2.0]}}, "evaluate")
+    raw, _ = evaluate_split(predictor, split, cfg.spacing)
+    hd95 = {row["image"]: row["hd95"] for row in raw.rows}
+    assert hd95 == {"A_1.png": pytest.approx(0.5), "B_1.png": pytest.approx(3.0)}  # one row off: the row spacing
+    # a subject with no entry and no pixel_spacing fails before anything is scored
+    only_b = build_section(EvaluateConfig, {"subject_spacing": {"B": [3.0, 2.0]}}, "evaluate")
+    with pytest.raises(Exception, match=r"evaluate.subject_spacing: no entry for subject 'A'"):
+        evaluate_split(predictor, split, only_b.spacing)
+
+
+def test_subject_spacing_entries_are_checked_and_copies_share_one():
+    from seglib.config import EvaluateConfig, build_section
+    from seglib.errors import SegError
+    with pytest.raises(SegError, match=r"evaluate.subject_spacing.Case04: expected \[row_mm, col_mm\] > 0, got \[1.0\]"):
+        build_section(EvaluateConfig, {"subject_spacing": {"Case04": [1.0]}}, "evaluate")
+    with pytest.raises(SegError, match=r"evaluate.subject_spacing.Case04: expected tuple"):
+        build_section(EvaluateConfig, {"subject_spacing": {"Case04": "1mm"}}, "evaluate")
+    cfg = build_section(EvaluateConfig, {"pixel_spacing": [1.5, 1.5],
+                                         "subject_spacing": {"Case18": [1.0, 1.0], "Case19": [2.0, 2.0]}}, "evaluate")
+    assert cfg.spacing("Case01") == (1.5, 1.5) and cfg.spacing("Case18") == (1.0, 1.0) and cfg.in_mm
+    with pytest.raises(SegError, match=r"Case18\+Case19 are copies of one scan but their entries differ"):
+        cfg.spacing("Case18+Case19")
+    assert not build_section(EvaluateConfig, {}, "evaluate").in_mm

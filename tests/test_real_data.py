@@ -86,7 +86,7 @@ def test_real_ct_as_four_fold_cross_validation(tmp_path):
     ct = DATASETS / "open-spine-ct"
     settings = {**TINY, "preprocess.ct_window": True, "preprocess.hu_offset": 1024.0,
                 "data.val_fraction": 0.25, "data.test_fraction": 0.25, "evaluate.pixel_spacing": [1.5, 1.5],
-                "crossval.folds": [0, 1, 2, 3]}
+                "evaluate.subject_spacing": {"Case04": [1.0, 1.0]}, "crossval.folds": [0, 1, 2, 3]}
     root = scratch_project(tmp_path / "ct", ct / "images", ct / "masks", settings)
     dvc("repro", cwd=root)
     cv = json.loads((root / "metrics/compare.json").read_text())["crossval"]
