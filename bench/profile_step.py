@@ -45,6 +45,15 @@ def timed(step, images, masks):
     return time.perf_counter() - start
 
 
+def alternated(first, second, images, masks, steps):
+    """Median seconds per step of two steps timed in turn, `steps` times each."""
+    times = ([], [])
+    for _ in range(steps):
+        for step, out in zip((first, second), times):
+            out.append(timed(step, images, masks))
+    return tuple(statistics.median(t) for t in times)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=224)
@@ -73,21 +82,13 @@ def main(argv=None):
         if args.compile:
             compiled = make_step(MODELS[name], compiled=True)
             first = timed(compiled, images, masks)
-            eager_times, compiled_times = [], []
-            for _ in range(args.steps):
-                eager_times.append(timed(step, images, masks))
-                compiled_times.append(timed(compiled, images, masks))
-            eager, fast = statistics.median(eager_times), statistics.median(compiled_times)
+            eager, fast = alternated(step, compiled, images, masks, args.steps)
             print(f"    torch.compile: first step {first:.1f} s (compile); steady step {fast:.3f} s against "
                   f"eager {eager:.3f} s ({eager / fast:.2f}x)", flush=True)
         if args.contiguous:
             plain = make_step(MODELS[name], compiled=False, layout=torch.contiguous_format)
             plain(images, masks)  # warm-up
-            last_times, plain_times = [], []
-            for _ in range(args.steps):
-                last_times.append(timed(step, images, masks))
-                plain_times.append(timed(plain, images, masks))
-            last, nchw = statistics.median(last_times), statistics.median(plain_times)
+            last, nchw = alternated(step, plain, images, masks, args.steps)
             print(f"    layout: channels_last {last:.3f} s per step, contiguous NCHW {nchw:.3f} s "
                   f"({nchw / last:.2f}x the time)", flush=True)
 
