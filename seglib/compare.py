@@ -4,7 +4,7 @@ import html
 import itertools
 from pathlib import Path
 
-from seglib.crossval import report_lines
+from seglib.crossval import format_score, report_lines
 from seglib.metrics import image_dice, subject_means
 from seglib.stats import paired_difference
 
@@ -58,11 +58,7 @@ def compare_models(train_metrics, test_metrics, per_image_rows, cmp_cfg):
 
 
 def _fmt(value):
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return str(value)
+    return format_score(value) if value is None or isinstance(value, float) else str(value)
 
 
 def table_rows(result):

@@ -263,6 +263,22 @@ class CrossValConfig:
     chooses its best epoch on part i+1 (mod k) and trains on the rest."""
     folds: tuple = ()      # () = hold-out only; (0, 1, ..., k-1) = k folds (a list, so DVC's matrix can expand it)
     seeds: tuple = (0,)    # training seeds; each (model, fold, seed) trains once
+    # more seeds on a few folds only: the spread between seeds at a fraction of seeds x folds runs
+    extra_seeds: tuple = ()
+    extra_seed_folds: tuple = ()
+
+    def seeds_of(self, fold):
+        """Every training seed of one fold."""
+        return tuple(self.seeds) + (tuple(self.extra_seeds) if fold in self.extra_seed_folds else ())
+
+    def _check_seeds(self, key, where):
+        seeds = getattr(self, key)
+        if any(not isinstance(s, int) for s in seeds):
+            raise SegError(f"{where}.{key}: expected a list of whole-number training seeds, got {list(seeds)}")
+        if len(set(seeds)) != len(seeds):
+            raise SegError(f"{where}.{key}: {list(seeds)} repeats a seed; each seed would train the same model twice")
+        if not all(0 <= seed <= MAX_SEED for seed in seeds):
+            raise SegError(f"{where}.{key}: each seed must be from 0 to {MAX_SEED}, got {list(seeds)}")
 
     def check(self, where):
         k = len(self.folds)
@@ -272,12 +288,20 @@ class CrossValConfig:
         if k in (1, 2):
             raise SegError(f"{where}.folds: {k} fold(s) cannot give each fold its own test, validation and "
                            "training parts; use at least 3 ([0, 1, 2]) or [] for hold-out only")
-        if not self.seeds or any(not isinstance(s, int) for s in self.seeds):
-            raise SegError(f"{where}.seeds: expected a list of whole-number training seeds, got {list(self.seeds)}")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise SegError(f"{where}.seeds: {list(self.seeds)} repeats a seed; each seed would train the same model twice")
-        if not all(0 <= seed <= MAX_SEED for seed in self.seeds):
-            raise SegError(f"{where}.seeds: each seed must be from 0 to {MAX_SEED}, got {list(self.seeds)}")
+        if not self.seeds:
+            raise SegError(f"{where}.seeds: expected a list of whole-number training seeds, got []")
+        self._check_seeds("seeds", where)
+        self._check_seeds("extra_seeds", where)
+        if set(self.extra_seeds) & set(self.seeds):
+            raise SegError(f"{where}.extra_seeds: {sorted(set(self.extra_seeds) & set(self.seeds))} already in "
+                           f"{where}.seeds, which every fold trains; list only other seeds")
+        if bool(self.extra_seeds) != bool(self.extra_seed_folds):
+            raise SegError(f"{where}.extra_seeds and {where}.extra_seed_folds: give both (seeds [1, 2] on folds "
+                           f"[0]) or neither; got {list(self.extra_seeds)} and {list(self.extra_seed_folds)}")
+        if any(f not in self.folds for f in self.extra_seed_folds) or \
+                len(set(self.extra_seed_folds)) != len(self.extra_seed_folds):
+            raise SegError(f"{where}.extra_seed_folds: each must be one of {where}.folds {list(self.folds)}, "
+                           f"once; got {list(self.extra_seed_folds)}")
 
 
 @dataclasses.dataclass(frozen=True)

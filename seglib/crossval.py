@@ -30,8 +30,9 @@ def _sd(values):
     return float(np.std(values, ddof=1)) if len(values) > 1 else None
 
 
-def _check_once(rows, models, folds, seeds):
+def _check_once(rows, models, cv_cfg):
     """Each image in exactly one fold's test part, the same images for every model and seed."""
+    folds, seeds = list(cv_cfg.folds), list(cv_cfg.seeds)
     reference = None
     for model, seed in itertools.product(models, seeds):
         seen = {}
@@ -46,6 +47,10 @@ def _check_once(rows, models, folds, seeds):
         elif set(seen) != reference:
             raise SegError(f"plots/eval/cv: {model} with seed {seed} scored other images than "
                            f"{models[0]} with seed {seeds[0]}; run `dvc repro`")
+    for model, fold, seed in itertools.product(models, cv_cfg.extra_seed_folds, cv_cfg.extra_seeds):
+        if {r["image"] for r in rows[model, fold, seed]} != {r["image"] for r in rows[model, fold, seeds[0]]}:
+            raise SegError(f"plots/eval/cv: {run_name(model, fold, seed)} scored other images than "
+                           f"{run_name(model, fold, seeds[0])}; run `dvc repro`")
 
 
 def _pooled(metrics):
@@ -66,6 +71,19 @@ def _model_summary(test, model, folds, seeds):
             "seed_sd": _sd(seed_dice),
             "fold_fg_dice": {str(f): m for f, m in zip(folds, fold_means)},
             "fold_sd": _sd(fold_means)}
+
+
+def _seed_study(test, ensembles, model, cv_cfg):
+    """Per fold with extra seeds: each seed's test Dice, their spread, and all of them as one ensemble."""
+    study = {}
+    for fold in cv_cfg.extra_seed_folds:
+        dice = [test[model, fold, s]["fg_dice"] for s in cv_cfg.seeds_of(fold)]
+        ensemble = ensembles[model, fold]
+        study[str(fold)] = {"fg_dice_by_seed": dict(zip(map(str, cv_cfg.seeds_of(fold)), dice)),
+                            "mean": float(np.mean(dice)), "seed_sd": _sd(dice),
+                            "ensemble_fg_dice": ensemble["fg_dice"],
+                            "ensemble_fg_dice_postprocessed": ensemble["postprocessed"]["fg_dice"]}
+    return study
 
 
 def _seed_mean_dice(rows, model, folds, seeds):
@@ -100,14 +118,18 @@ def verdict(a, b, stat, wins, totals):
 def pool(test, rows, cv_cfg, cmp_cfg, models, ensembles):
     """The pooled cross-validation result; `test` and `rows` map (model, fold, seed) to a run's test
     metrics and per-image rows, `ensembles` maps (model, fold) to the test metrics of that fold's
-    seeds as one ensemble (pooled only with more than one seed: one seed's ensemble is the run)."""
+    seeds as one ensemble (pooled only with more than one seed: one seed's ensemble is the run).
+    The pooled scores and the paired comparison use crossval.seeds, which every fold has; the
+    extra seeds of a few folds give the seed study only."""
     folds, seeds = list(cv_cfg.folds), list(cv_cfg.seeds)
-    _check_once(rows, models, folds, seeds)
+    _check_once(rows, models, cv_cfg)
     summaries = {m: _model_summary(test, m, folds, seeds) for m in models}
-    if len(seeds) > 1:
-        for m in models:
+    for m in models:
+        if len(seeds) > 1:
             pooled, post = _pooled([ensembles[m, f] for f in folds])
             summaries[m]["seed_ensemble"] = {"pooled": pooled, "pooled_postprocessed": post}
+        if cv_cfg.extra_seed_folds:
+            summaries[m]["seed_study"] = _seed_study(test, ensembles, m, cv_cfg)
     dice = {m: _seed_mean_dice(rows, m, folds, seeds) for m in models}
     subjects = sorted(set(dice[models[0]][1].values()))
     per_subject = {m: subject_means(*dice[m]) for m in models}
@@ -126,8 +148,9 @@ def pool(test, rows, cv_cfg, cmp_cfg, models, ensembles):
             "per_subject_dice": per_subject, "paired_subject_dice": paired}
 
 
-def _cell(value):
-    return "n/a" if value is None or value != value else f"{value:.4f}"  # NaN: undefined, as in the JSON
+def format_score(value):
+    """A score in a report table: 4 decimals, n/a where undefined (None, or NaN as in the JSON)."""
+    return "n/a" if value is None or value != value else f"{value:.4f}"
 
 
 def report_lines(result):
@@ -138,19 +161,27 @@ def report_lines(result):
            "scored once per seed by models that neither trained on it nor chose an epoch on it.", "",
            "| | " + " | ".join(models) + " |", "|" + "---|" * (len(models) + 1)]
     for key in POOLED_KEYS:
-        out.append(f"| pooled {key} | " + " | ".join(_cell(result["models"][m]["pooled"][key]) for m in models) + " |")
+        out.append(f"| pooled {key} | " + " | ".join(format_score(result["models"][m]["pooled"][key]) for m in models) + " |")
     out.append("| pooled fg_dice, post-processed | "
-               + " | ".join(_cell(result["models"][m]["pooled_postprocessed"]["fg_dice"]) for m in models) + " |")
+               + " | ".join(format_score(result["models"][m]["pooled_postprocessed"]["fg_dice"]) for m in models) + " |")
     if "seed_ensemble" in result["models"][models[0]]:
         for kind, title in (("pooled", ""), ("pooled_postprocessed", ", post-processed")):
             out.append(f"| seed ensemble pooled fg_dice{title} | " + " | ".join(
-                _cell(result["models"][m]["seed_ensemble"][kind]["fg_dice"]) for m in models) + " |")
+                format_score(result["models"][m]["seed_ensemble"][kind]["fg_dice"]) for m in models) + " |")
     for key, title in (("fold_sd", "sd between folds (fg Dice)"), ("seed_sd", "sd between seeds (fg Dice)")):
-        out.append(f"| {title} | " + " | ".join(_cell(result["models"][m][key]) for m in models) + " |")
+        out.append(f"| {title} | " + " | ".join(format_score(result["models"][m][key]) for m in models) + " |")
+    for fold, first in result["models"][models[0]].get("seed_study", {}).items():
+        n = len(first["fg_dice_by_seed"])
+        studies = [result["models"][m]["seed_study"][fold] for m in models]
+        for key, title in (("mean", f"fold {fold}: mean fg Dice of {n} seeds"),
+                           ("seed_sd", f"fold {fold}: sd between {n} seeds"),
+                           ("ensemble_fg_dice", f"fold {fold}: {n} seeds as one ensemble"),
+                           ("ensemble_fg_dice_postprocessed", f"fold {fold}: {n}-seed ensemble, post-processed")):
+            out.append(f"| {title} | " + " | ".join(format_score(st[key]) for st in studies) + " |")
     out += [""] + [f"- {p['verdict']}" for p in result["paired_subject_dice"].values()]
     out += ["", "Per subject (mean image Dice over its slices and the seeds), hardest first:", "",
             "| subject | " + " | ".join(models) + " |", "|" + "---|" * (len(models) + 1)]
     subjects = sorted(result["per_subject_dice"][models[0]], key=lambda s: result["per_subject_dice"][models[0]][s])
     for s in subjects:
-        out.append(f"| {s} | " + " | ".join(_cell(result["per_subject_dice"][m].get(s)) for m in models) + " |")
+        out.append(f"| {s} | " + " | ".join(format_score(result["per_subject_dice"][m].get(s)) for m in models) + " |")
     return out

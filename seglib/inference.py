@@ -152,10 +152,10 @@ class Ensemble:
         members = [Predictor.load(c, device, flips) for c in checkpoints]
         first = members[0].meta
         for path, member in zip(checkpoints[1:], members[1:]):
-            if (member.meta.gray_values, member.meta.preprocess) != (first.gray_values, first.preprocess):
-                raise SegError(f"{path}: prepared with other gray values or preprocessing than {checkpoints[0]} "
-                               f"({member.meta.gray_values} vs {first.gray_values}); an ensemble's members must "
-                               "read the same input")
+            for what in ("gray_values", "preprocess"):
+                if getattr(member.meta, what) != getattr(first, what):
+                    raise SegError(f"{path}: prepared with {what} {getattr(member.meta, what)}, {checkpoints[0]} "
+                                   f"with {getattr(first, what)}; an ensemble's members must read the same input")
         return cls(members)
 
     @property

@@ -53,7 +53,7 @@ def main(argv=None):
         figures.append(path)
     cv_cfg = config.section(params, "crossval")
     if cv_cfg.folds:
-        runs = list(itertools.product(names, cv_cfg.folds, cv_cfg.seeds))
+        runs = [(m, f, s) for m in names for f in cv_cfg.folds for s in cv_cfg.seeds_of(f)]
         cv_metrics, cv_rows = Path(args.test_metrics) / "cv", Path(args.per_image) / "cv"
         result["crossval"] = pool({r: _read(read_json, cv_metrics / f"{run_name(*r)}.json") for r in runs},
                                   {r: _read(read_csv, cv_rows / f"{run_name(*r)}.csv") for r in runs},

@@ -9,7 +9,9 @@ Writes into --plots: <model>.csv (per image and class), <model>_postprocessed.cs
 (DVC's confusion template) and <model>_best_worst.png (<name>.csv ... with
 --name); the metrics hold raw and post-processed scores. Several --checkpoint
 paths score their ensemble (mean probabilities); a path with {seed} stands for
-one path per seed of crossval.seeds (cv-ensemble@<model>-<fold>). cv-evaluate@<model>-<fold>-<seed> scores a fold's test part (--fold). The headline
+one path per seed of the fold (crossval.seeds, and extra_seeds on
+extra_seed_folds: cv-ensemble@<model>-<fold>). cv-evaluate@<model>-<fold>-<seed>
+scores a fold's test part (--fold). The headline
 (metrics/eval.json) is chosen by compare, so `dvc exp run -S model=...`
 scores nothing again. The timing file is no DVC output: images per second
 differ on every run.
@@ -42,7 +44,7 @@ def main(argv=None):
     items = split["test"]  # never empty: data.test_fraction is above 0 (config)
     test = ScoredSplit(read_npz(Path(args.prepared) / "test.npz"), items, Path(args.masks),
                        {image: split["units"][image] for image, _ in items})
-    seeds = config.section(params, "crossval").seeds
+    seeds = config.section(params, "crossval").seeds_of(args.fold)
     checkpoints = [c.format(seed=s) for c in args.checkpoint for s in (seeds if "{seed}" in c else [None])]
     predictor = load_predictor(checkpoints, device)
     # score everything before writing anything: a failure leaves no partial outputs

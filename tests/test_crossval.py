@@ -73,6 +73,15 @@ def test_subjects_holding_a_rare_class_are_spread_over_the_parts():
     ({"folds": [0, 1, 1.5]}, "crossval.folds: expected []"),
     ({"seeds": [0, 0]}, "crossval.seeds: [0, 0] repeats a seed"),
     ({"seeds": []}, "crossval.seeds: expected a list of whole-number training seeds"),
+    ({"folds": [0, 1, 2], "extra_seeds": [0, 1], "extra_seed_folds": [0]},
+     "crossval.extra_seeds: [0] already in crossval.seeds, which every fold trains"),
+    ({"folds": [0, 1, 2], "extra_seeds": [1, 1], "extra_seed_folds": [0]}, "crossval.extra_seeds: [1, 1] repeats a seed"),
+    ({"folds": [0, 1, 2], "extra_seeds": [1]}, "crossval.extra_seeds and crossval.extra_seed_folds: give both"),
+    ({"folds": [0, 1, 2], "extra_seed_folds": [0]}, "crossval.extra_seeds and crossval.extra_seed_folds: give both"),
+    ({"folds": [0, 1, 2], "extra_seeds": [1], "extra_seed_folds": [3]},
+     "crossval.extra_seed_folds: each must be one of crossval.folds [0, 1, 2], once; got [3]"),
+    ({"extra_seeds": [1], "extra_seed_folds": [0]}, "crossval.extra_seed_folds: each must be one of crossval.folds []"),
+    ({"folds": [0, 1, 2], "extra_seeds": [1], "extra_seed_folds": [2, 2]}, "crossval.extra_seed_folds: each must be"),
 ])
 def test_wrong_crossval_settings_name_the_key(raw, message):
     with pytest.raises(SegError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")
@@ -96,6 +105,13 @@ def test_hold_out_writes_an_empty_fold_list(project):  # noqa: F811
     assert split(project).returncode == 0
     folds = json.loads((project / "out/folds.json").read_text())
     assert folds["k"] == 0 and folds["folds"] == []
+
+
+def test_a_folds_seeds_are_the_common_ones_and_its_extra_ones():
+    cfg = config.build_section(config.CrossValConfig, {"folds": [0, 1, 2], "seeds": [0, 1], "extra_seeds": [5, 3],
+                                                       "extra_seed_folds": [2]}, "crossval")
+    assert [cfg.seeds_of(f) for f in (0, 1, 2)] == [(0, 1), (0, 1), (0, 1, 5, 3)]
+    assert cfg.seeds_of(None) == (0, 1)  # the hold-out split
 
 
 def test_tiny_cross_validation_through_dvc(tmp_path):
@@ -162,6 +178,25 @@ def test_tiny_cross_validation_through_dvc(tmp_path):
     ran = ran_stages(dvc("repro", cwd=root).stdout)
     assert ran == ({f"cv-{s}@{m}-{f}-2" for s in ("train", "evaluate") for m in models for f in folds}
                    | {f"cv-ensemble@{m}-{f}" for m in models for f in folds} | {"compare"})
+    # a seed study: one more seed on fold 1 only; the pooled scores keep the seeds every fold has
+    before = json.loads((root / "metrics/compare.json").read_text())["crossval"]
+    set_params(root, {"crossval.extra_seeds": [3], "crossval.extra_seed_folds": [1]})
+    ran = ran_stages(dvc("repro", cwd=root).stdout)
+    assert ran == ({f"cv-{s}-extra@{m}-1-3" for s in ("train", "evaluate") for m in models}
+                   | {f"cv-ensemble@{m}-{f}" for m in models for f in folds} | {"compare"})
+    cv = json.loads((root / "metrics/compare.json").read_text())["crossval"]
+    report = (root / "reports/report.md").read_text()
+    for model in models:
+        assert cv["models"][model]["pooled"] == before["models"][model]["pooled"]
+        dice = [json.loads((root / f"metrics/test/cv/{model}-1-{s}.json").read_text())["fg_dice"]
+                for s in (0, 1, 2, 3)]
+        study = cv["models"][model]["seed_study"]["1"]
+        assert study["fg_dice_by_seed"] == pytest.approx(dict(zip("0123", dice)), abs=1e-6)
+        assert study["seed_sd"] == pytest.approx(np.std(dice, ddof=1), abs=1e-6)
+        ensemble = json.loads((root / f"metrics/test/cv/{model}-1-ensemble.json").read_text())
+        assert ensemble["members"] == [f"models/cv/{model}-1-{s}/model.pt" for s in (0, 1, 2, 3)]
+        assert study["ensemble_fg_dice"] == pytest.approx(ensemble["fg_dice"], abs=1e-6)
+    assert "| fold 1: sd between 4 seeds |" in report and "| fold 1: 4 seeds as one ensemble |" in report
 
 
 @pytest.mark.parametrize("stat, expected", [

@@ -137,8 +137,14 @@ def test_ensemble_members_must_read_the_same_input(tmp_path):
     cfg = UNetConfig(width=4)
     save_checkpoint(tmp_path / "a.pt", build_model(cfg, 3), cfg, tiny_meta((0, 128, 255)), "unet")
     save_checkpoint(tmp_path / "b.pt", build_model(cfg, 2), cfg, tiny_meta((0, 255)), "unet")
-    with pytest.raises(SegError, match=r"b.pt: prepared with other gray values or preprocessing than .*a.pt"):
+    with pytest.raises(SegError, match=r"b.pt: prepared with gray_values \(0, 255\), .*a.pt with "
+                                       r"\(0, 128, 255\)"):
         Ensemble.load([tmp_path / "a.pt", tmp_path / "b.pt"], CPU)
+    # same classes, other size: the message names the preprocessing, not the gray values
+    save_checkpoint(tmp_path / "c.pt", build_model(cfg, 3), cfg, tiny_meta((0, 128, 255), (64, 64)), "unet")
+    with pytest.raises(SegError, match=r"c.pt: prepared with preprocess .*base_size=\(64, 64\).*a.pt with "
+                                       r".*base_size=\(32, 32\)"):
+        Ensemble.load([tmp_path / "a.pt", tmp_path / "c.pt"], CPU)
 
 
 def test_predict_applies_the_checkpoints_rule_and_an_ensemble_the_agreed_one(tmp_path):
