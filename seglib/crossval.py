@@ -77,9 +77,10 @@ def _seed_study(test, ensembles, model, cv_cfg):
     """Per fold with extra seeds: each seed's test Dice, their spread, and all of them as one ensemble."""
     study = {}
     for fold in cv_cfg.extra_seed_folds:
-        dice = [test[model, fold, s]["fg_dice"] for s in cv_cfg.seeds_of(fold)]
+        seeds = cv_cfg.seeds_of(fold)
+        dice = [test[model, fold, s]["fg_dice"] for s in seeds]
         ensemble = ensembles[model, fold]
-        study[str(fold)] = {"fg_dice_by_seed": dict(zip(map(str, cv_cfg.seeds_of(fold)), dice)),
+        study[str(fold)] = {"fg_dice_by_seed": dict(zip(map(str, seeds), dice)),
                             "mean": float(np.mean(dice)), "seed_sd": _sd(dice),
                             "ensemble_fg_dice": ensemble["fg_dice"],
                             "ensemble_fg_dice_postprocessed": ensemble["postprocessed"]["fg_dice"]}
@@ -156,32 +157,33 @@ def format_score(value):
 def report_lines(result):
     """The cross-validation section of the report (markdown lines)."""
     models = list(result["models"])
+    summaries = [result["models"][m] for m in models]
+
+    def row(title, values):
+        return f"| {title} | " + " | ".join(map(format_score, values)) + " |"
+
     out = ["## Cross-validation", "",
            f"{result['folds']} folds x {len(result['seeds'])} seed(s); every one of {result['subjects']} subjects "
            "scored once per seed by models that neither trained on it nor chose an epoch on it.", "",
            "| | " + " | ".join(models) + " |", "|" + "---|" * (len(models) + 1)]
-    for key in POOLED_KEYS:
-        out.append(f"| pooled {key} | " + " | ".join(format_score(result["models"][m]["pooled"][key]) for m in models) + " |")
-    out.append("| pooled fg_dice, post-processed | "
-               + " | ".join(format_score(result["models"][m]["pooled_postprocessed"]["fg_dice"]) for m in models) + " |")
-    if "seed_ensemble" in result["models"][models[0]]:
+    out += [row(f"pooled {key}", [s["pooled"][key] for s in summaries]) for key in POOLED_KEYS]
+    out.append(row("pooled fg_dice, post-processed", [s["pooled_postprocessed"]["fg_dice"] for s in summaries]))
+    if "seed_ensemble" in summaries[0]:
         for kind, title in (("pooled", ""), ("pooled_postprocessed", ", post-processed")):
-            out.append(f"| seed ensemble pooled fg_dice{title} | " + " | ".join(
-                format_score(result["models"][m]["seed_ensemble"][kind]["fg_dice"]) for m in models) + " |")
+            out.append(row(f"seed ensemble pooled fg_dice{title}",
+                           [s["seed_ensemble"][kind]["fg_dice"] for s in summaries]))
     for key, title in (("fold_sd", "sd between folds (fg Dice)"), ("seed_sd", "sd between seeds (fg Dice)")):
-        out.append(f"| {title} | " + " | ".join(format_score(result["models"][m][key]) for m in models) + " |")
-    for fold, first in result["models"][models[0]].get("seed_study", {}).items():
+        out.append(row(title, [s[key] for s in summaries]))
+    for fold, first in summaries[0].get("seed_study", {}).items():
         n = len(first["fg_dice_by_seed"])
-        studies = [result["models"][m]["seed_study"][fold] for m in models]
         for key, title in (("mean", f"fold {fold}: mean fg Dice of {n} seeds"),
                            ("seed_sd", f"fold {fold}: sd between {n} seeds"),
                            ("ensemble_fg_dice", f"fold {fold}: {n} seeds as one ensemble"),
                            ("ensemble_fg_dice_postprocessed", f"fold {fold}: {n}-seed ensemble, post-processed")):
-            out.append(f"| {title} | " + " | ".join(format_score(st[key]) for st in studies) + " |")
+            out.append(row(title, [s["seed_study"][fold][key] for s in summaries]))
     out += [""] + [f"- {p['verdict']}" for p in result["paired_subject_dice"].values()]
     out += ["", "Per subject (mean image Dice over its slices and the seeds), hardest first:", "",
             "| subject | " + " | ".join(models) + " |", "|" + "---|" * (len(models) + 1)]
     subjects = sorted(result["per_subject_dice"][models[0]], key=lambda s: result["per_subject_dice"][models[0]][s])
-    for s in subjects:
-        out.append(f"| {s} | " + " | ".join(format_score(result["per_subject_dice"][m].get(s)) for m in models) + " |")
+    out += [row(s, [result["per_subject_dice"][m].get(s) for m in models]) for s in subjects]
     return out
