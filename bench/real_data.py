@@ -7,7 +7,8 @@
 leaves out image and mask files whose names match (e.g. copies the dataset
 check reports). The scratch project
 is a real Git + DVC repository (kept with --workdir), so its dvc.lock,
-metrics and report can be inspected afterwards.
+metrics and report can be inspected afterwards. --build-only stops after building
+and committing it, for runs that go stage by stage (`dvc repro <stage>` there).
 """
 import argparse
 import json
@@ -57,6 +58,7 @@ def main(argv=None):
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--exclude", metavar="REGEX", help="leave out files whose names match (re.search)")
     parser.add_argument("--workdir", help="where to build the scratch project (default: a new temp folder)")
+    parser.add_argument("--build-only", action="store_true", help="build and commit the project, run nothing")
     args = parser.parse_args(argv)
     overrides = parse_overrides(args.set)
     root = Path(args.workdir or tempfile.mkdtemp(prefix="spine-bench-"))
@@ -68,6 +70,9 @@ def main(argv=None):
     scratch_project(root, args.images, args.masks, overrides, files=files)
     print("params overrides: " + (json.dumps(overrides) if overrides else "none")
           + (f"; excluded: files matching {args.exclude!r}" if args.exclude else ""))
+    if args.build_only:
+        print(f"built {root}; run it with: cd {root} && dvc repro")
+        return
     print(f"running dvc repro; follow it with: tail -f {root / 'repro.log'}", flush=True)
     start = time.perf_counter()
     dvc("repro", cwd=root, log=root / "repro.log")

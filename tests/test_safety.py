@@ -178,6 +178,22 @@ def test_scratch_project_never_writes_into_a_full_folder(tmp_path):
     assert snapshot(tmp_path / "work") == {(tmp_path / "work" / "notes.txt").relative_to(tmp_path / "work"): b"mine"}
 
 
+def test_scratch_project_build_only_commits_the_data_and_runs_nothing(tmp_path):
+    for case in range(2):
+        write_pair(tmp_path / "in", f"Case0{case}_Slice1", *square_pair(), mask_stem=f"Case0{case}_Labels_slice1")
+    result = subprocess.run([sys.executable, "-m", "bench.real_data", "--images", tmp_path / "in" / "images",
+                             "--masks", tmp_path / "in" / "masks", "--workdir", tmp_path / "work", "--build-only",
+                             "--set", "train.epochs=3"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    work = tmp_path / "work"
+    assert sorted(p.name for p in (work / "data" / "masks").iterdir()) == ["Case00_Labels_slice1.png",
+                                                                        "Case01_Labels_slice1.png"]
+    assert yaml.safe_load((work / "params.yaml").read_text())["train"]["epochs"] == 3
+    git = lambda *args: subprocess.run(["git", *args], cwd=work, capture_output=True, text=True).stdout
+    assert git("status", "--porcelain") == "" and len(git("log", "--oneline").splitlines()) == 1
+    assert not (work / "repro.log").exists() and not (work / "artifacts" / "split.json").exists()
+
+
 # ---------------------------------------------------------------- checkpoints
 
 @pytest.fixture
