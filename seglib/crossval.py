@@ -5,8 +5,9 @@ Inputs are the cv-evaluate outputs of each run (model, fold, seed): its test
 metrics (with the fold's confusion matrices, raw and post-processed) and its
 per-image rows; and cv-ensemble's, the seeds of each model and fold as one. Pooled pixel
 metrics sum the confusion matrices over folds (and over seeds for the
-headline); the paired comparison averages each image's Dice over the seeds and
-resamples by subject (seglib.stats), so the interval reflects the subjects,
+headline); each model's mean slice Dice and the paired comparison average each
+image's Dice over the seeds and resample by subject (seglib.stats), so their
+intervals reflect the subjects,
 while the fold and seed spreads say how much moves with the split and with
 training randomness.
 """
@@ -16,7 +17,7 @@ import numpy as np
 
 from seglib.errors import SegError
 from seglib.metrics import image_dice, scores, subject_means
-from seglib.stats import paired_difference
+from seglib.stats import mean_interval, paired_difference
 
 POOLED_KEYS = ("fg_dice", "fg_iou", "fg_precision", "fg_recall", "accuracy")
 
@@ -132,6 +133,10 @@ def pool(test, rows, cv_cfg, cmp_cfg, models, ensembles):
         if cv_cfg.extra_seed_folds:
             summaries[m]["seed_study"] = _seed_study(test, ensembles, m, cv_cfg)
     dice = {m: _seed_mean_dice(rows, m, folds, seeds) for m in models}
+    for m in models:
+        images = sorted(dice[m][0])
+        summaries[m]["slice_fg_dice"] = mean_interval([dice[m][0][i] for i in images],
+                                                      [dice[m][1][i] for i in images], cmp_cfg.bootstrap, cmp_cfg.seed)
     subjects = sorted(set(dice[models[0]][1].values()))
     per_subject = {m: subject_means(*dice[m]) for m in models}
     paired = {}
@@ -168,6 +173,9 @@ def report_lines(result):
            "| | " + " | ".join(models) + " |", "|" + "---|" * (len(models) + 1)]
     out += [row(f"pooled {key}", [s["pooled"][key] for s in summaries]) for key in POOLED_KEYS]
     out.append(row("pooled fg_dice, post-processed", [s["pooled_postprocessed"]["fg_dice"] for s in summaries]))
+    out.append(row("mean slice fg Dice", [s["slice_fg_dice"]["mean"] for s in summaries]))
+    out.append("| its 95% interval (bootstrap by subject) | " + " | ".join(
+        "[" + ", ".join(map(format_score, s["slice_fg_dice"]["ci95"])) + "]" for s in summaries) + " |")
     if "seed_ensemble" in summaries[0]:
         for kind, title in (("pooled", ""), ("pooled_postprocessed", ", post-processed")):
             out.append(row(f"seed ensemble pooled fg_dice{title}",

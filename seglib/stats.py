@@ -1,4 +1,4 @@
-"""Paired comparison of two models over the same test images.
+"""Paired comparison of two models over the same test images, and one model's mean with its interval.
 
 d_i = score_A(image i) - score_B(image i). Slices of one subject are not
 independent, so when each image carries its subject the resampling unit is
@@ -52,3 +52,14 @@ def paired_difference(a, b, groups=None, n_boot=2000, n_perm=10000, seed=0):
             "mean_diff": float(diffs.mean()), "ci95": bootstrap_ci(sums, counts, n_boot, rng),
             "p_value": sign_flip_p(sums, counts, n_perm, rng),
             "method": "percentile bootstrap over units; paired sign-flip permutation test over units, two-sided"}
+
+
+def mean_interval(values, groups=None, n_boot=2000, seed=0):
+    """Mean of per-image scores and its bootstrap 95% CI, resampling units as paired_difference does."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return {"n": 0, "units": 0, "mean": None, "ci95": [None, None]}
+    sums, counts = _unit_sums(values, groups)
+    rng = np.random.Generator(np.random.PCG64(seed))
+    return {"n": int(values.size), "units": int(len(sums)), "mean": float(values.mean()),
+            "ci95": bootstrap_ci(sums, counts, n_boot, rng)}

@@ -162,6 +162,9 @@ def test_tiny_cross_validation_through_dvc(tmp_path):
             images = [i for i, u in units.items() if u == subject]
             expected = np.mean([np.mean([d[i] for d in per_seed]) for i in images])
             assert cv["per_subject_dice"][model][subject] == pytest.approx(expected, abs=1e-6)
+        slice_dice = cv["models"][model]["slice_fg_dice"]
+        assert slice_dice["mean"] == pytest.approx(np.mean([np.mean([d[i] for d in per_seed]) for i in units]), abs=1e-6)
+        assert slice_dice["units"] == 9 and slice_dice["ci95"][0] <= slice_dice["mean"] <= slice_dice["ci95"][1]
     verdict = cv["paired_subject_dice"]["unet_minus_deeplabv3"]["verdict"]
     assert verdict.startswith(("unet ahead", "deeplabv3 ahead", "no detectable difference")), verdict
     report = (root / "reports/report.md").read_text()
@@ -199,6 +202,44 @@ def test_tiny_cross_validation_through_dvc(tmp_path):
     assert "| fold 1: sd between 4 seeds |" in report and "| fold 1: 4 seeds as one ensemble |" in report
 
 
+def test_pool_on_hand_made_folds_matches_hand_computed_scores():
+    from seglib.crossval import pool
+    # 3 folds of one subject and two slices each. Model a's slices: S0 0.6 / 0.8, S1 0.9 / 0.9, S2 0.7 / 0.9;
+    # model b's all 0.5. Fold confusion matrices [[tn, fp], [fn, tp]].
+    a_dice = {0: (0.6, 0.8), 1: (0.9, 0.9), 2: (0.7, 0.9)}
+    a_matrix = {0: [[80, 4], [6, 10]], 1: [[85, 1], [2, 12]], 2: [[88, 3], [1, 8]]}
+
+    def run(matrix, fold_dice):
+        return {"fg_dice": fold_dice, "confusion": matrix, "postprocessed": {"confusion": matrix}}
+
+    def rows(fold, dice):
+        return [{"image": f"S{fold}_{k}.png", "subject": f"S{fold}", "class_id": 1, "status": "scored", "dice": d}
+                for k, d in enumerate(dice)]
+
+    test, per_image = {}, {}
+    for f in range(3):
+        test["a", f, 0], per_image["a", f, 0] = run(a_matrix[f], 0.8 + f / 100), rows(f, a_dice[f])
+        test["b", f, 0], per_image["b", f, 0] = run([[80, 5], [5, 10]], 0.5), rows(f, (0.5, 0.5))
+    result = pool(test, per_image, config.CrossValConfig(folds=(0, 1, 2)), config.CompareConfig(), ["a", "b"], {})
+    a, b = result["models"]["a"], result["models"]["b"]
+    assert result["subjects"] == 3
+    # a's matrices sum to [[253, 8], [9, 30]]: Dice 2 * 30 / (2 * 30 + 8 + 9) = 60 / 77; b's 60 / 90
+    assert a["pooled"]["fg_dice"] == pytest.approx(60 / 77) and b["pooled"]["fg_dice"] == pytest.approx(60 / 90)
+    assert a["pooled_postprocessed"]["fg_dice"] == pytest.approx(60 / 77)
+    assert a["fold_fg_dice"] == pytest.approx({"0": 0.80, "1": 0.81, "2": 0.82}) and a["fold_sd"] == pytest.approx(0.01)
+    # mean slice Dice 4.8 / 6; subject means 0.7, 0.9, 0.8 and each all-one-subject draw has chance 1/27
+    # (above 2.5 %), so the bootstrap interval spans the lowest and highest subject means
+    assert a["slice_fg_dice"]["mean"] == pytest.approx(0.8) and a["slice_fg_dice"]["units"] == 3
+    assert a["slice_fg_dice"]["ci95"] == pytest.approx([0.7, 0.9])
+    assert b["slice_fg_dice"] == {"n": 6, "units": 3, "mean": pytest.approx(0.5), "ci95": pytest.approx([0.5, 0.5])}
+    assert result["per_subject_dice"]["a"] == pytest.approx({"S0": 0.7, "S1": 0.9, "S2": 0.8})
+    # paired a - b: subject differences 0.2, 0.4, 0.3; of the 2^3 sign patterns only all-plus and all-minus
+    # reach |0.3|, so p = 2 / 8, too few subjects for a verdict
+    paired = result["paired_subject_dice"]["a_minus_b"]
+    assert paired["mean_diff"] == pytest.approx(0.3) and paired["ci95"] == pytest.approx([0.2, 0.4])
+    assert paired["p_value"] == pytest.approx(0.25) and paired["verdict"].startswith("no detectable difference")
+
+
 @pytest.mark.parametrize("stat, expected", [
     ({"n": 40, "units": 4, "mean_diff": 0.48, "ci95": [0.36, 0.61], "p_value": 0.125},
      "no detectable difference between unet and deeplabv3: +0.480 Dice [+0.360, +0.610] over 4 subjects, "
@@ -225,6 +266,7 @@ def test_report_shows_undefined_scores_as_n_a():
               "models": {m: {"pooled": {k: (float("nan") if k == "fg_precision" else 0.5) for k in
                                         ("fg_dice", "fg_iou", "fg_precision", "fg_recall", "accuracy")},
                              "pooled_postprocessed": {"fg_dice": float("nan")},
+                             "slice_fg_dice": {"mean": 0.5, "ci95": [0.4, float("nan")]},
                              "fold_sd": 0.1, "seed_sd": None} for m in ("a", "b")},
               "per_subject_dice": {"a": {"S1": 0.5}, "b": {"S1": 0.4}},
               "paired_subject_dice": {"a_minus_b": {"verdict": "no detectable difference"}}}
@@ -232,3 +274,4 @@ def test_report_shows_undefined_scores_as_n_a():
     assert "| pooled fg_precision | n/a | n/a |" in text and "nan" not in text
     assert "| sd between seeds (fg Dice) | n/a | n/a |" in text
     assert "| pooled fg_dice, post-processed | n/a | n/a |" in text and "seed ensemble" not in text
+    assert "| its 95% interval (bootstrap by subject) | [0.4000, n/a] | [0.4000, n/a] |" in text

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from seglib.stats import paired_difference
+from seglib.stats import mean_interval, paired_difference
 
 
 def test_constant_difference_has_a_point_interval():
@@ -50,3 +50,15 @@ def test_subjects_are_the_resampling_unit():
     assert by_image["p_value"] < 0.001
     # resampling whole subjects: the interval spans the two subject means (0.1 and 0.05)
     assert by_subject["ci95"] == pytest.approx([0.05, 0.1])
+
+
+def test_mean_interval_resamples_subjects():
+    # Subject A's slices 0.6 and 0.8, subject B's one slice 0.9. A bootstrap draw of two subjects is
+    # AA (mean 0.7), AB or BA ((0.6 + 0.8 + 0.9) / 3) or BB (0.9), each pure draw with chance 1/4,
+    # so both 2.5 % tails sit inside the pure draws: the interval is [0.7, 0.9].
+    out = mean_interval([0.6, 0.8, 0.9], ["A", "A", "B"], n_boot=2000, seed=3)
+    assert (out["n"], out["units"]) == (3, 2)
+    assert out["mean"] == pytest.approx(2.3 / 3)
+    assert out["ci95"] == pytest.approx([0.7, 0.9])
+    assert mean_interval([0.6, 0.8, 0.9], ["A", "A", "B"], n_boot=2000, seed=3) == out
+    assert mean_interval([]) == {"n": 0, "units": 0, "mean": None, "ci95": [None, None]}
