@@ -63,6 +63,7 @@ def _pooled(metrics):
 
 def _model_summary(test, model, folds, seeds):
     fold_dice = {f: [test[model, f, s]["fg_dice"] for s in seeds] for f in folds}
+    fold_post = [float(np.mean([test[model, f, s]["postprocessed"]["fg_dice"] for s in seeds])) for f in folds]
     matrices = [sum(np.asarray(test[model, f, s]["confusion"]) for f in folds) for s in seeds]  # one per seed
     pooled, post = _pooled([test[model, f, s] for f in folds for s in seeds])
     seed_dice = [scores(m)["fg_dice"] for m in matrices]
@@ -71,6 +72,7 @@ def _model_summary(test, model, folds, seeds):
             "pooled_fg_dice_by_seed": {str(s): v for s, v in zip(seeds, seed_dice)},
             "seed_sd": _sd(seed_dice),
             "fold_fg_dice": {str(f): m for f, m in zip(folds, fold_means)},
+            "fold_fg_dice_postprocessed": {str(f): m for f, m in zip(folds, fold_post)},
             "fold_sd": _sd(fold_means)}
 
 
@@ -180,6 +182,10 @@ def report_lines(result):
         for kind, title in (("pooled", ""), ("pooled_postprocessed", ", post-processed")):
             out.append(row(f"seed ensemble pooled fg_dice{title}",
                            [s["seed_ensemble"][kind]["fg_dice"] for s in summaries]))
+    for fold in summaries[0]["fold_fg_dice"]:
+        out.append(row(f"fold {fold} fg_dice (mean of seeds)", [s["fold_fg_dice"][fold] for s in summaries]))
+        out.append(row(f"fold {fold} fg_dice, post-processed",
+                       [s["fold_fg_dice_postprocessed"][fold] for s in summaries]))
     for key, title in (("fold_sd", "sd between folds (fg Dice)"), ("seed_sd", "sd between seeds (fg Dice)")):
         out.append(row(title, [s[key] for s in summaries]))
     for fold, first in summaries[0].get("seed_study", {}).items():

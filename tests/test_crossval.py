@@ -210,7 +210,8 @@ def test_pool_on_hand_made_folds_matches_hand_computed_scores():
     a_matrix = {0: [[80, 4], [6, 10]], 1: [[85, 1], [2, 12]], 2: [[88, 3], [1, 8]]}
 
     def run(matrix, fold_dice):
-        return {"fg_dice": fold_dice, "confusion": matrix, "postprocessed": {"confusion": matrix}}
+        return {"fg_dice": fold_dice, "confusion": matrix,
+                "postprocessed": {"confusion": matrix, "fg_dice": fold_dice + 0.001}}
 
     def rows(fold, dice):
         return [{"image": f"S{fold}_{k}.png", "subject": f"S{fold}", "class_id": 1, "status": "scored", "dice": d}
@@ -227,6 +228,7 @@ def test_pool_on_hand_made_folds_matches_hand_computed_scores():
     assert a["pooled"]["fg_dice"] == pytest.approx(60 / 77) and b["pooled"]["fg_dice"] == pytest.approx(60 / 90)
     assert a["pooled_postprocessed"]["fg_dice"] == pytest.approx(60 / 77)
     assert a["fold_fg_dice"] == pytest.approx({"0": 0.80, "1": 0.81, "2": 0.82}) and a["fold_sd"] == pytest.approx(0.01)
+    assert a["fold_fg_dice_postprocessed"] == pytest.approx({"0": 0.801, "1": 0.811, "2": 0.821})
     # mean slice Dice 4.8 / 6; subject means 0.7, 0.9, 0.8 and each all-one-subject draw has chance 1/27
     # (above 2.5 %), so the bootstrap interval spans the lowest and highest subject means
     assert a["slice_fg_dice"]["mean"] == pytest.approx(0.8) and a["slice_fg_dice"]["units"] == 3
@@ -267,6 +269,7 @@ def test_report_shows_undefined_scores_as_n_a():
                                         ("fg_dice", "fg_iou", "fg_precision", "fg_recall", "accuracy")},
                              "pooled_postprocessed": {"fg_dice": float("nan")},
                              "slice_fg_dice": {"mean": 0.5, "ci95": [0.4, float("nan")]},
+                             "fold_fg_dice": {"0": 0.5}, "fold_fg_dice_postprocessed": {"0": float("nan")},
                              "fold_sd": 0.1, "seed_sd": None} for m in ("a", "b")},
               "per_subject_dice": {"a": {"S1": 0.5}, "b": {"S1": 0.4}},
               "paired_subject_dice": {"a_minus_b": {"verdict": "no detectable difference"}}}
@@ -275,3 +278,5 @@ def test_report_shows_undefined_scores_as_n_a():
     assert "| sd between seeds (fg Dice) | n/a | n/a |" in text
     assert "| pooled fg_dice, post-processed | n/a | n/a |" in text and "seed ensemble" not in text
     assert "| its 95% interval (bootstrap by subject) | [0.4000, n/a] | [0.4000, n/a] |" in text
+    assert "| fold 0 fg_dice (mean of seeds) | 0.5000 | 0.5000 |" in text
+    assert "| fold 0 fg_dice, post-processed | n/a | n/a |" in text
