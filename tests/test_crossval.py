@@ -202,10 +202,9 @@ def test_tiny_cross_validation_through_dvc(tmp_path):
     assert "| fold 1: sd between 4 seeds |" in report and "| fold 1: 4 seeds as one ensemble |" in report
 
 
-def test_pool_on_hand_made_folds_matches_hand_computed_scores():
-    from seglib.crossval import pool
-    # 3 folds of one subject and two slices each. Model a's slices: S0 0.6 / 0.8, S1 0.9 / 0.9, S2 0.7 / 0.9;
-    # model b's all 0.5. Fold confusion matrices [[tn, fp], [fn, tp]].
+def _hand_made_runs():
+    """3 folds of one subject and two slices each. Model a's slices: S0 0.6 / 0.8, S1 0.9 / 0.9,
+    S2 0.7 / 0.9; model b's all 0.5. Fold confusion matrices [[tn, fp], [fn, tp]]."""
     a_dice = {0: (0.6, 0.8), 1: (0.9, 0.9), 2: (0.7, 0.9)}
     a_matrix = {0: [[80, 4], [6, 10]], 1: [[85, 1], [2, 12]], 2: [[88, 3], [1, 8]]}
 
@@ -221,6 +220,12 @@ def test_pool_on_hand_made_folds_matches_hand_computed_scores():
     for f in range(3):
         test["a", f, 0], per_image["a", f, 0] = run(a_matrix[f], 0.8 + f / 100), rows(f, a_dice[f])
         test["b", f, 0], per_image["b", f, 0] = run([[80, 5], [5, 10]], 0.5), rows(f, (0.5, 0.5))
+    return test, per_image
+
+
+def test_pool_on_hand_made_folds_matches_hand_computed_scores():
+    from seglib.crossval import pool
+    test, per_image = _hand_made_runs()
     result = pool(test, per_image, config.CrossValConfig(folds=(0, 1, 2)), config.CompareConfig(), ["a", "b"], {})
     a, b = result["models"]["a"], result["models"]["b"]
     assert result["subjects"] == 3
@@ -240,6 +245,35 @@ def test_pool_on_hand_made_folds_matches_hand_computed_scores():
     paired = result["paired_subject_dice"]["a_minus_b"]
     assert paired["mean_diff"] == pytest.approx(0.3) and paired["ci95"] == pytest.approx([0.2, 0.4])
     assert paired["p_value"] == pytest.approx(0.25) and paired["verdict"].startswith("no detectable difference")
+
+
+def test_cv_progress_pools_the_finished_folds_and_names_the_rest(tmp_path):
+    import yaml
+
+    from conftest import REPO, run_module
+    from seglib.io import write_csv, write_json
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["model"], params["models"] = "a", {"a": {"arch": "unet"}, "b": {"arch": "unet"}}
+    params["crossval"]["folds"] = [0, 1, 2]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    test, per_image = _hand_made_runs()
+    for (model, fold, seed), metrics in test.items():
+        if fold != 1:  # fold 1 still running
+            write_json(tmp_path / f"metrics/test/cv/{model}-{fold}-{seed}.json", metrics)
+            write_csv(tmp_path / f"plots/eval/cv/{model}-{fold}-{seed}.csv", per_image[model, fold, seed])
+    (tmp_path / "metrics/test/cv/a-1-0.json").write_text("{}")  # one file of fold 1 is not enough
+    result = run_module("bench.cv_progress", "--project", tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    # folds 0 and 2: a's matrices sum to [[168, 7], [7, 18]], Dice 36 / 50; slices 0.6, 0.8, 0.7, 0.9
+    assert "2 folds x 1 seed(s); every one of 2 subjects" in out
+    assert "| pooled fg_dice | 0.7200 | 0.6667 |" in out and "| mean slice fg Dice | 0.7500 | 0.5000 |" in out
+    assert "| fold 2 fg_dice, post-processed | 0.8210 | 0.5010 |" in out and "fold 1 fg_dice" not in out
+    assert out.rstrip().endswith("folds not finished: 1")
+    only_a = run_module("bench.cv_progress", "--project", tmp_path, "--models", "a").stdout
+    assert "| | a |" in only_a and "ahead" not in only_a
+    wrong = run_module("bench.cv_progress", "--project", tmp_path, "--models", "c")
+    assert wrong.returncode == 2 and "--models: c not in models:" in wrong.stderr
 
 
 @pytest.mark.parametrize("stat, expected", [
