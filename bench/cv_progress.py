@@ -8,7 +8,8 @@ every model and every seed of `crossval.seeds`, with compare's own code
 (`seglib.crossval.pool`: pooled Dice raw and post-processed, the mean slice
 Dice with its interval, each fold, the paired comparison), and names the folds
 still missing. --models pools only those (a run that trains one model's folds
-first). The extra seeds and the seed ensembles wait for `compare`.
+first). The seed study of a finished fold is shown once its extra seeds are
+done, the seed ensembles where cv-ensemble has scored them.
 """
 import argparse
 import dataclasses
@@ -20,17 +21,24 @@ from seglib.errors import SegError, run_cli
 from seglib.io import read_csv, read_json
 
 
-def finished_folds(project, names, cv_cfg):
-    """The folds whose test metrics and per-image rows exist for every model and seed."""
-    def done(fold):
-        return all((project / "metrics/test/cv" / f"{run_name(m, fold, s)}.json").is_file()
-                   and (project / "plots/eval/cv" / f"{run_name(m, fold, s)}.csv").is_file()
-                   for m in names for s in cv_cfg.seeds)
-    return [f for f in cv_cfg.folds if done(f)]
+def _done(project, names, fold, seeds):
+    return all((project / "metrics/test/cv" / f"{run_name(m, fold, s)}.json").is_file()
+               and (project / "plots/eval/cv" / f"{run_name(m, fold, s)}.csv").is_file()
+               for m in names for s in seeds)
+
+
+def finished(project, names, cv_cfg):
+    """crossval settings cut to the folds whose runs are done for every model and seed, and to the
+    seed-study folds among them whose extra seeds are done too."""
+    folds = tuple(f for f in cv_cfg.folds if _done(project, names, f, cv_cfg.seeds))
+    extra = tuple(f for f in cv_cfg.extra_seed_folds if f in folds and _done(project, names, f, cv_cfg.extra_seeds))
+    return dataclasses.replace(cv_cfg, folds=folds, extra_seed_folds=extra,
+                               extra_seeds=cv_cfg.extra_seeds if extra else ())
 
 
 def progress(project, models=None):
-    """(report lines of the finished folds, the folds still missing), for `models` (default: all)."""
+    """(report lines of the finished folds, the folds still missing, the seed-study folds still
+    missing), for `models` (default: all)."""
     params = config.load_params(project / "params.yaml")
     names, cv_cfg = list(config.models(params)), config.section(params, "crossval")
     unknown = sorted(set(models or ()) - set(names))
@@ -40,16 +48,19 @@ def progress(project, models=None):
     names = [m for m in names if m in models] if models else names
     if not cv_cfg.folds:
         raise SegError(f"{project / 'params.yaml'}: crossval.folds is empty; this project runs no cross-validation")
-    folds = finished_folds(project, names, cv_cfg)
-    missing = [f for f in cv_cfg.folds if f not in folds]
-    if not folds:
-        return [], missing
-    finished = dataclasses.replace(cv_cfg, folds=tuple(folds), extra_seeds=(), extra_seed_folds=())
-    runs = [(m, f, s) for m in names for f in folds for s in cv_cfg.seeds]
+    done = finished(project, names, cv_cfg)
+    missing = [f for f in cv_cfg.folds if f not in done.folds]
+    seed_study_missing = [f for f in cv_cfg.extra_seed_folds if f not in done.extra_seed_folds]
+    if not done.folds:
+        return [], missing, seed_study_missing
+    runs = [(m, f, s) for m in names for f in done.folds for s in done.seeds_of(f)]
+    ensembles = {(m, f): project / "metrics/test/cv" / f"{run_name(m, f, 'ensemble')}.json"
+                 for m in names for f in done.folds}
     result = pool({r: read_json(project / "metrics/test/cv" / f"{run_name(*r)}.json") for r in runs},
                   {r: read_csv(project / "plots/eval/cv" / f"{run_name(*r)}.csv") for r in runs},
-                  finished, config.section(params, "compare"), names, {})
-    return report_lines(result), missing
+                  done, config.section(params, "compare"), names,
+                  {key: read_json(path) for key, path in ensembles.items() if path.is_file()})
+    return report_lines(result), missing, seed_study_missing
 
 
 def main(argv=None):
@@ -57,8 +68,10 @@ def main(argv=None):
     parser.add_argument("--project", default=".", help="the DVC project (default: here)")
     parser.add_argument("--models", nargs="+", help="pool only these models (default: all in params)")
     args = parser.parse_args(argv)
-    lines, missing = progress(Path(args.project), args.models)
+    lines, missing, seed_study_missing = progress(Path(args.project), args.models)
     print("\n".join(lines) if lines else "no fold finished yet")
+    if seed_study_missing:
+        print(f"seed study not finished on fold(s): {', '.join(map(str, seed_study_missing))}")
     print(f"folds not finished: {', '.join(map(str, missing))}" if missing else "every fold finished: run `dvc repro`")
 
 

@@ -82,11 +82,11 @@ def _seed_study(test, ensembles, model, cv_cfg):
     for fold in cv_cfg.extra_seed_folds:
         seeds = cv_cfg.seeds_of(fold)
         dice = [test[model, fold, s]["fg_dice"] for s in seeds]
-        ensemble = ensembles[model, fold]
+        ensemble = ensembles.get((model, fold))  # absent only in a run still going (bench.cv_progress)
         study[str(fold)] = {"fg_dice_by_seed": dict(zip(map(str, seeds), dice)),
                             "mean": float(np.mean(dice)), "seed_sd": _sd(dice),
-                            "ensemble_fg_dice": ensemble["fg_dice"],
-                            "ensemble_fg_dice_postprocessed": ensemble["postprocessed"]["fg_dice"]}
+                            "ensemble_fg_dice": ensemble and ensemble["fg_dice"],
+                            "ensemble_fg_dice_postprocessed": ensemble and ensemble["postprocessed"]["fg_dice"]}
     return study
 
 
@@ -122,14 +122,15 @@ def verdict(a, b, stat, wins, totals):
 def pool(test, rows, cv_cfg, cmp_cfg, models, ensembles):
     """The pooled cross-validation result; `test` and `rows` map (model, fold, seed) to a run's test
     metrics and per-image rows, `ensembles` maps (model, fold) to the test metrics of that fold's
-    seeds as one ensemble (pooled only with more than one seed: one seed's ensemble is the run).
-    The pooled scores and the paired comparison use crossval.seeds, which every fold has; the
-    extra seeds of a few folds give the seed study only."""
+    seeds as one ensemble (pooled only with more than one seed: one seed's ensemble is the run;
+    left out where a fold's ensemble is missing, as in a run still going). The pooled scores and
+    the paired comparison use crossval.seeds, which every fold has; the extra seeds of a few folds
+    give the seed study only."""
     folds, seeds = list(cv_cfg.folds), list(cv_cfg.seeds)
     _check_once(rows, models, cv_cfg)
     summaries = {m: _model_summary(test, m, folds, seeds) for m in models}
     for m in models:
-        if len(seeds) > 1:
+        if len(seeds) > 1 and all((m, f) in ensembles for f in folds):
             pooled, post = _pooled([ensembles[m, f] for f in folds])
             summaries[m]["seed_ensemble"] = {"pooled": pooled, "pooled_postprocessed": post}
         if cv_cfg.extra_seed_folds:
@@ -194,7 +195,9 @@ def report_lines(result):
                            ("seed_sd", f"fold {fold}: sd between {n} seeds"),
                            ("ensemble_fg_dice", f"fold {fold}: {n} seeds as one ensemble"),
                            ("ensemble_fg_dice_postprocessed", f"fold {fold}: {n}-seed ensemble, post-processed")):
-            out.append(row(title, [s["seed_study"][fold][key] for s in summaries]))
+            values = [s["seed_study"][fold][key] for s in summaries]
+            if any(v is not None for v in values):
+                out.append(row(title, values))
     out += [""] + [f"- {p['verdict']}" for p in result["paired_subject_dice"].values()]
     out += ["", "Per subject (mean image Dice over its slices and the seeds), hardest first:", "",
             "| subject | " + " | ".join(models) + " |", "|" + "---|" * (len(models) + 1)]

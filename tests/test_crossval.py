@@ -272,6 +272,23 @@ def test_cv_progress_pools_the_finished_folds_and_names_the_rest(tmp_path):
     assert out.rstrip().endswith("folds not finished: 1")
     only_a = run_module("bench.cv_progress", "--project", tmp_path, "--models", "a").stdout
     assert "| | a |" in only_a and "ahead" not in only_a
+    # a seed study on folds 0 and 2, seed 1 done on fold 0 only: fold 0's study shows, fold 2's waits
+    params["crossval"]["extra_seeds"], params["crossval"]["extra_seed_folds"] = [1], [0, 2]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    for model, fold_dice in (("a", 0.78), ("b", 0.5)):
+        write_json(tmp_path / f"metrics/test/cv/{model}-0-1.json", {**test[model, 0, 0], "fg_dice": fold_dice})
+        write_csv(tmp_path / f"plots/eval/cv/{model}-0-1.csv", per_image[model, 0, 0])
+    out = run_module("bench.cv_progress", "--project", tmp_path).stdout
+    assert "| pooled fg_dice | 0.7200 | 0.6667 |" in out  # the pooled scores keep to crossval.seeds
+    assert "| fold 0: mean fg Dice of 2 seeds | 0.7900 | 0.5000 |" in out and "fold 2: mean" not in out
+    assert "| fold 0: sd between 2 seeds | 0.0141 | 0.0000 |" in out and "ensemble" not in out
+    assert "seed study not finished on fold(s): 2\nfolds not finished: 1" in out
+    for model in ("a", "b"):  # cv-ensemble has scored fold 0's two seeds as one
+        write_json(tmp_path / f"metrics/test/cv/{model}-0-ensemble.json",
+                   {"fg_dice": 0.83 if model == "a" else 0.5, "postprocessed": {"fg_dice": 0.84}})
+    out = run_module("bench.cv_progress", "--project", tmp_path).stdout
+    assert "| fold 0: 2 seeds as one ensemble | 0.8300 | 0.5000 |" in out
+    assert "| fold 0: 2-seed ensemble, post-processed | 0.8400 | 0.8400 |" in out
     wrong = run_module("bench.cv_progress", "--project", tmp_path, "--models", "c")
     assert wrong.returncode == 2 and "--models: c not in models:" in wrong.stderr
 
