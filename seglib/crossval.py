@@ -179,10 +179,11 @@ def report_lines(result):
     out.append(row("mean slice fg Dice", [s["slice_fg_dice"]["mean"] for s in summaries]))
     out.append("| its 95% interval (bootstrap by subject) | " + " | ".join(
         "[" + ", ".join(map(format_score, s["slice_fg_dice"]["ci95"])) + "]" for s in summaries) + " |")
-    if "seed_ensemble" in summaries[0]:
+    if any("seed_ensemble" in s for s in summaries):  # a run still going may have some models' only
         for kind, title in (("pooled", ""), ("pooled_postprocessed", ", post-processed")):
             out.append(row(f"seed ensemble pooled fg_dice{title}",
-                           [s["seed_ensemble"][kind]["fg_dice"] for s in summaries]))
+                           [s["seed_ensemble"][kind]["fg_dice"] if "seed_ensemble" in s else None
+                            for s in summaries]))
     for fold in summaries[0]["fold_fg_dice"]:
         out.append(row(f"fold {fold} fg_dice (mean of seeds)", [s["fold_fg_dice"][fold] for s in summaries]))
         out.append(row(f"fold {fold} fg_dice, post-processed",

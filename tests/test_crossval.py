@@ -331,3 +331,8 @@ def test_report_shows_undefined_scores_as_n_a():
     assert "| its 95% interval (bootstrap by subject) | [0.4000, n/a] | [0.4000, n/a] |" in text
     assert "| fold 0 fg_dice (mean of seeds) | 0.5000 | 0.5000 |" in text
     assert "| fold 0 fg_dice, post-processed | n/a | n/a |" in text
+    # a run still going: b's fold ensembles scored, a's not yet
+    result["models"]["b"]["seed_ensemble"] = {"pooled": {"fg_dice": 0.6}, "pooled_postprocessed": {"fg_dice": 0.7}}
+    text = "\n".join(report_lines(result))
+    assert "| seed ensemble pooled fg_dice | n/a | 0.6000 |" in text
+    assert "| seed ensemble pooled fg_dice, post-processed | n/a | 0.7000 |" in text
