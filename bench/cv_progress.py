@@ -16,15 +16,16 @@ import dataclasses
 from pathlib import Path
 
 from seglib import config
-from seglib.crossval import pool, report_lines, run_name
+from seglib.crossval import pool, read_runs, report_lines, run_files
 from seglib.errors import SegError, run_cli
-from seglib.io import read_csv, read_json
+
+# compare's --test-metrics and --per-image in dvc.yaml
+TEST_METRICS, PER_IMAGE = "metrics/test", "plots/eval"
 
 
 def _done(project, names, fold, seeds):
-    return all((project / "metrics/test/cv" / f"{run_name(m, fold, s)}.json").is_file()
-               and (project / "plots/eval/cv" / f"{run_name(m, fold, s)}.csv").is_file()
-               for m in names for s in seeds)
+    return all(path.is_file() for m in names for s in seeds
+               for path in run_files(project / TEST_METRICS, project / PER_IMAGE, m, fold, s))
 
 
 def finished(project, names, cv_cfg):
@@ -53,13 +54,8 @@ def progress(project, models=None):
     seed_study_missing = [f for f in cv_cfg.extra_seed_folds if f not in done.extra_seed_folds]
     if not done.folds:
         return [], missing, seed_study_missing
-    runs = [(m, f, s) for m in names for f in done.folds for s in done.seeds_of(f)]
-    ensembles = {(m, f): project / "metrics/test/cv" / f"{run_name(m, f, 'ensemble')}.json"
-                 for m in names for f in done.folds}
-    result = pool({r: read_json(project / "metrics/test/cv" / f"{run_name(*r)}.json") for r in runs},
-                  {r: read_csv(project / "plots/eval/cv" / f"{run_name(*r)}.csv") for r in runs},
-                  done, config.section(params, "compare"), names,
-                  {key: read_json(path) for key, path in ensembles.items() if path.is_file()})
+    test, rows, ensembles = read_runs(project / TEST_METRICS, project / PER_IMAGE, names, done, partial=True)
+    result = pool(test, rows, done, config.section(params, "compare"), names, ensembles)
     return report_lines(result), missing, seed_study_missing
 
 

@@ -12,10 +12,12 @@ while the fold and seed spreads say how much moves with the split and with
 training randomness.
 """
 import itertools
+from pathlib import Path
 
 import numpy as np
 
 from seglib.errors import SegError
+from seglib.io import read_csv, read_json
 from seglib.metrics import image_dice, scores, subject_means
 from seglib.stats import mean_interval, paired_difference
 
@@ -25,6 +27,33 @@ POOLED_KEYS = ("fg_dice", "fg_iou", "fg_precision", "fg_recall", "accuracy")
 def run_name(model, fold, seed):
     """The stem of one run's files, as dvc.yaml's cv stages write them."""
     return f"{model}-{fold}-{seed}"
+
+
+def run_files(test_metrics, per_image, model, fold, seed):
+    """One run's cv-evaluate outputs (test metrics JSON, per-image CSV) under compare's --test-metrics
+    and --per-image folders; seed 'ensemble' names cv-ensemble's test metrics."""
+    stem = run_name(model, fold, seed)
+    return Path(test_metrics) / "cv" / f"{stem}.json", Path(per_image) / "cv" / f"{stem}.csv"
+
+
+def _read(reader, path):
+    if not path.is_file():
+        raise SegError(f"{path}: missing; crossval asks for it (run `dvc repro`, which runs cv-evaluate "
+                       "and cv-ensemble)")
+    return reader(path)
+
+
+def read_runs(test_metrics, per_image, models, cv_cfg, partial=False):
+    """(test metrics, per-image rows, fold ensembles) of every run crossval asks for, keyed as `pool`
+    takes them. A missing file is an error, except, with `partial` (a run still going), a fold's
+    ensemble, which is then left out."""
+    runs = [(m, f, s) for m in models for f in cv_cfg.folds for s in cv_cfg.seeds_of(f)]
+    files = {r: run_files(test_metrics, per_image, *r) for r in runs}
+    ensembles = {(m, f): run_files(test_metrics, per_image, m, f, "ensemble")[0]
+                 for m in models for f in cv_cfg.folds}
+    return ({r: _read(read_json, json_path) for r, (json_path, _) in files.items()},
+            {r: _read(read_csv, csv_path) for r, (_, csv_path) in files.items()},
+            {key: _read(read_json, path) for key, path in ensembles.items() if not partial or path.is_file()})
 
 
 def _sd(values):
@@ -82,7 +111,7 @@ def _seed_study(test, ensembles, model, cv_cfg):
     for fold in cv_cfg.extra_seed_folds:
         seeds = cv_cfg.seeds_of(fold)
         dice = [test[model, fold, s]["fg_dice"] for s in seeds]
-        ensemble = ensembles.get((model, fold))  # absent only in a run still going (bench.cv_progress)
+        ensemble = ensembles.get((model, fold))
         study[str(fold)] = {"fg_dice_by_seed": dict(zip(map(str, seeds), dice)),
                             "mean": float(np.mean(dice)), "seed_sd": _sd(dice),
                             "ensemble_fg_dice": ensemble and ensemble["fg_dice"],
@@ -122,19 +151,20 @@ def verdict(a, b, stat, wins, totals):
 def pool(test, rows, cv_cfg, cmp_cfg, models, ensembles):
     """The pooled cross-validation result; `test` and `rows` map (model, fold, seed) to a run's test
     metrics and per-image rows, `ensembles` maps (model, fold) to the test metrics of that fold's
-    seeds as one ensemble (pooled only with more than one seed: one seed's ensemble is the run;
-    left out where a fold's ensemble is missing, as in a run still going). The pooled scores and
-    the paired comparison use crossval.seeds, which every fold has; the extra seeds of a few folds
-    give the seed study only."""
+    seeds as one ensemble. The pooled scores and the paired comparison use crossval.seeds, which
+    every fold has; the extra seeds of a few folds give the seed study only.
+
+    An ensemble score is None where it is not scored: a fold's ensemble missing (a run still going,
+    bench.cv_progress), or, for the pooled seed ensemble, one seed (its ensemble is the run)."""
     folds, seeds = list(cv_cfg.folds), list(cv_cfg.seeds)
     _check_once(rows, models, cv_cfg)
     summaries = {m: _model_summary(test, m, folds, seeds) for m in models}
     for m in models:
+        summaries[m]["seed_ensemble"] = None
         if len(seeds) > 1 and all((m, f) in ensembles for f in folds):
             pooled, post = _pooled([ensembles[m, f] for f in folds])
             summaries[m]["seed_ensemble"] = {"pooled": pooled, "pooled_postprocessed": post}
-        if cv_cfg.extra_seed_folds:
-            summaries[m]["seed_study"] = _seed_study(test, ensembles, m, cv_cfg)
+        summaries[m]["seed_study"] = _seed_study(test, ensembles, m, cv_cfg)
     dice = {m: _seed_mean_dice(rows, m, folds, seeds) for m in models}
     for m in models:
         images = sorted(dice[m][0])
@@ -170,6 +200,9 @@ def report_lines(result):
     def row(title, values):
         return f"| {title} | " + " | ".join(map(format_score, values)) + " |"
 
+    def scored_rows(title, values):  # left out where no model has the score (not scored yet, or not asked for)
+        return [row(title, values)] if any(v is not None for v in values) else []
+
     out = ["## Cross-validation", "",
            f"{result['folds']} folds x {len(result['seeds'])} seed(s); every one of {result['subjects']} subjects "
            "scored once per seed by models that neither trained on it nor chose an epoch on it.", "",
@@ -179,26 +212,22 @@ def report_lines(result):
     out.append(row("mean slice fg Dice", [s["slice_fg_dice"]["mean"] for s in summaries]))
     out.append("| its 95% interval (bootstrap by subject) | " + " | ".join(
         "[" + ", ".join(map(format_score, s["slice_fg_dice"]["ci95"])) + "]" for s in summaries) + " |")
-    if any("seed_ensemble" in s for s in summaries):  # a run still going may have some models' only
-        for kind, title in (("pooled", ""), ("pooled_postprocessed", ", post-processed")):
-            out.append(row(f"seed ensemble pooled fg_dice{title}",
-                           [s["seed_ensemble"][kind]["fg_dice"] if "seed_ensemble" in s else None
-                            for s in summaries]))
+    for kind, title in (("pooled", ""), ("pooled_postprocessed", ", post-processed")):
+        out += scored_rows(f"seed ensemble pooled fg_dice{title}",
+                           [s["seed_ensemble"] and s["seed_ensemble"][kind]["fg_dice"] for s in summaries])
     for fold in summaries[0]["fold_fg_dice"]:
         out.append(row(f"fold {fold} fg_dice (mean of seeds)", [s["fold_fg_dice"][fold] for s in summaries]))
         out.append(row(f"fold {fold} fg_dice, post-processed",
                        [s["fold_fg_dice_postprocessed"][fold] for s in summaries]))
     for key, title in (("fold_sd", "sd between folds (fg Dice)"), ("seed_sd", "sd between seeds (fg Dice)")):
         out.append(row(title, [s[key] for s in summaries]))
-    for fold, first in summaries[0].get("seed_study", {}).items():
+    for fold, first in summaries[0]["seed_study"].items():
         n = len(first["fg_dice_by_seed"])
         for key, title in (("mean", f"fold {fold}: mean fg Dice of {n} seeds"),
                            ("seed_sd", f"fold {fold}: sd between {n} seeds"),
                            ("ensemble_fg_dice", f"fold {fold}: {n} seeds as one ensemble"),
                            ("ensemble_fg_dice_postprocessed", f"fold {fold}: {n}-seed ensemble, post-processed")):
-            values = [s["seed_study"][fold][key] for s in summaries]
-            if any(v is not None for v in values):
-                out.append(row(title, values))
+            out += scored_rows(title, [s["seed_study"][fold][key] for s in summaries])
     out += [""] + [f"- {p['verdict']}" for p in result["paired_subject_dice"].values()]
     out += ["", "Per subject (mean image Dice over its slices and the seeds), hardest first:", "",
             "| subject | " + " | ".join(models) + " |", "|" + "---|" * (len(models) + 1)]

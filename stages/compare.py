@@ -18,18 +18,11 @@ from pathlib import Path
 
 from seglib import config
 from seglib.compare import compare_models, report_html, report_markdown
-from seglib.crossval import pool, run_name
-from seglib.errors import SegError, run_cli
+from seglib.crossval import pool, read_runs
+from seglib.errors import run_cli
 from seglib.io import read_csv, read_json, save_figure, write_csv, write_json, write_text
 from seglib.metrics import EPOCH_METRICS
 from seglib.plots import comparison_figure, subject_differences_figure
-
-
-def _read(reader, path):
-    if not path.is_file():
-        raise SegError(f"{path}: missing; crossval asks for it (run `dvc repro`, which runs cv-evaluate "
-                       "and cv-ensemble)")
-    return reader(path)
 
 
 def main(argv=None):
@@ -53,13 +46,8 @@ def main(argv=None):
         figures.append(path)
     cv_cfg = config.section(params, "crossval")
     if cv_cfg.folds:
-        runs = [(m, f, s) for m in names for f in cv_cfg.folds for s in cv_cfg.seeds_of(f)]
-        cv_metrics, cv_rows = Path(args.test_metrics) / "cv", Path(args.per_image) / "cv"
-        result["crossval"] = pool({r: _read(read_json, cv_metrics / f"{run_name(*r)}.json") for r in runs},
-                                  {r: _read(read_csv, cv_rows / f"{run_name(*r)}.csv") for r in runs},
-                                  cv_cfg, cmp_cfg, names,
-                                  {(m, f): _read(read_json, cv_metrics / f"{run_name(m, f, 'ensemble')}.json")
-                                   for m in names for f in cv_cfg.folds})
+        cv_test, cv_rows, ensembles = read_runs(args.test_metrics, args.per_image, names, cv_cfg)
+        result["crossval"] = pool(cv_test, cv_rows, cv_cfg, cmp_cfg, names, ensembles)
         for a, b in itertools.combinations(names, 2):
             path = Path(args.figures) / f"cv_{a}_minus_{b}_by_subject.png"
             save_figure(subject_differences_figure(result["crossval"]["per_subject_dice"], a, b), path)

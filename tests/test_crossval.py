@@ -321,7 +321,11 @@ def test_report_shows_undefined_scores_as_n_a():
                              "pooled_postprocessed": {"fg_dice": float("nan")},
                              "slice_fg_dice": {"mean": 0.5, "ci95": [0.4, float("nan")]},
                              "fold_fg_dice": {"0": 0.5}, "fold_fg_dice_postprocessed": {"0": float("nan")},
-                             "fold_sd": 0.1, "seed_sd": None} for m in ("a", "b")},
+                             "fold_sd": 0.1, "seed_sd": None, "seed_ensemble": None,
+                             "seed_study": {"0": {"fg_dice_by_seed": {"0": 0.5, "1": 0.6}, "mean": 0.55,
+                                                  "seed_sd": 0.07, "ensemble_fg_dice": None,
+                                                  "ensemble_fg_dice_postprocessed": None}}}
+                         for m in ("a", "b")},
               "per_subject_dice": {"a": {"S1": 0.5}, "b": {"S1": 0.4}},
               "paired_subject_dice": {"a_minus_b": {"verdict": "no detectable difference"}}}
     text = "\n".join(report_lines(result))
@@ -331,8 +335,13 @@ def test_report_shows_undefined_scores_as_n_a():
     assert "| its 95% interval (bootstrap by subject) | [0.4000, n/a] | [0.4000, n/a] |" in text
     assert "| fold 0 fg_dice (mean of seeds) | 0.5000 | 0.5000 |" in text
     assert "| fold 0 fg_dice, post-processed | n/a | n/a |" in text
+    assert "| fold 0: sd between 2 seeds | 0.0700 | 0.0700 |" in text and "ensemble" not in text
     # a run still going: b's fold ensembles scored, a's not yet
     result["models"]["b"]["seed_ensemble"] = {"pooled": {"fg_dice": 0.6}, "pooled_postprocessed": {"fg_dice": 0.7}}
     text = "\n".join(report_lines(result))
     assert "| seed ensemble pooled fg_dice | n/a | 0.6000 |" in text
     assert "| seed ensemble pooled fg_dice, post-processed | n/a | 0.7000 |" in text
+    result["models"]["a"]["seed_study"]["0"]["ensemble_fg_dice"] = 0.65
+    text = "\n".join(report_lines(result))
+    assert "| fold 0: 2 seeds as one ensemble | 0.6500 | n/a |" in text
+    assert "2-seed ensemble, post-processed" not in text
