@@ -10,7 +10,9 @@ high-resolution layers at a quarter of their cost. This counts the FLOPs of
 one training step of each, and of the backbone alone, as bench/throughput.py
 does (3 x the forward's count by torch.utils.flop_counter, whose backward
 count of depthwise convolutions ignores the groups), to say whether that
-saving is worth building.
+saving is worth building. The last column counts the pipeline's model, whose ASPP
+runs an atrous convolution as its centre tap where the map is within the
+dilation (seglib.models.AtrousConv2d).
 """
 import argparse
 
@@ -18,6 +20,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.models import segmentation
+from torchvision.models.segmentation.deeplabv3 import ASPPConv
+
+from seglib.models import AtrousConv2d
 
 
 def output_stride_8(model):
@@ -40,13 +45,21 @@ def train_gflops(module, x):
     return 3 * counter.get_total_flops() / len(x) / 1e9
 
 
+def centre_taps(model):
+    for module in model.modules():
+        if isinstance(module, ASPPConv):
+            module[0].__class__ = AtrousConv2d
+    return model
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch", type=int, default=2)
     args = parser.parse_args(argv)
     torch.manual_seed(0)
-    print(f"{'variant':<28}{'feature map':>12}{'train GFLOP/img':>17}{'backbone share':>16}")
+    print(f"{'variant':<28}{'feature map':>12}{'train GFLOP/img':>17}{'backbone share':>16}"
+          f"{'centre taps GFLOP':>19}")
     for name, stride8, scale in (("output stride 16, 1x input", False, 1), ("output stride 16, 2x input", False, 2),
                                  ("output stride 8, 1x input", True, 1)):
         model = segmentation.deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=2,
@@ -56,7 +69,8 @@ def main(argv=None):
         x = torch.randn(args.batch, 3, args.size * scale, args.size * scale)
         side = model.backbone(x)["out"].shape[-1]
         total, backbone = train_gflops(model, x), train_gflops(model.backbone, x)
-        print(f"{name:<28}{f'{side} x {side}':>12}{total:>17.1f}{backbone / total:>16.0%}")
+        pipeline = train_gflops(centre_taps(model), x)
+        print(f"{name:<28}{f'{side} x {side}':>12}{total:>17.1f}{backbone / total:>16.0%}{pipeline:>19.1f}")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,36 @@ def test_deeplabv3_backbones_build_offline():
         assert model(torch.randn(2, 1, 32, 32)).shape == (2, 2, 32, 32)
 
 
+@pytest.mark.parametrize("side", [6, 12, 13, 20])
+def test_aspp_convolution_equals_the_full_one_on_small_and_large_maps(side):
+    from torch import nn
+
+    from seglib.models import AtrousConv2d
+    torch.manual_seed(0)
+    full = nn.Conv2d(8, 4, 3, padding=12, dilation=12, bias=False)
+    atrous = AtrousConv2d(8, 4, 3, padding=12, dilation=12, bias=False)
+    atrous.load_state_dict(full.state_dict())
+    x = torch.randn(2, 8, side, side, requires_grad=True)
+    expected, got = full(x), atrous(x)
+    torch.testing.assert_close(got, expected)  # side 13: the outer taps reach the map, the full sum runs
+    grads = [torch.autograd.grad(y.square().sum(), (x, m.weight)) for y, m in ((expected, full), (got, atrous))]
+    for a, b in zip(*grads):
+        torch.testing.assert_close(b, a)
+
+
+def test_deeplabv3_aspp_runs_centre_taps_and_keeps_torchvisions_weights():
+    from torchvision.models import segmentation
+
+    from seglib.models import AtrousConv2d
+    model = build_model(DeepLabV3Config(), 2)
+    atrous = [m for m in model.modules() if isinstance(m, AtrousConv2d)]
+    assert sorted(m.dilation[0] for m in atrous) == [12, 24, 36]
+    reference = segmentation.deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=2,
+                                                         aux_loss=False)
+    assert {f"net.{k}": v.shape for k, v in reference.state_dict().items()} == \
+        {k: v.shape for k, v in model.state_dict().items()}
+
+
 def test_bn_momentum_is_applied_everywhere():
     model = build_model(DeepLabV3Config(), 2, bn_momentum=0.1)
     momenta = {m.momentum for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
