@@ -345,3 +345,11 @@ def test_report_shows_undefined_scores_as_n_a():
     text = "\n".join(report_lines(result))
     assert "| fold 0: 2 seeds as one ensemble | 0.6500 | n/a |" in text
     assert "2-seed ensemble, post-processed" not in text
+
+
+def test_the_kept_levels_results_pool_with_compares_code():
+    """docs/results/cv-levels holds real folds' files (docs/crossval.md); they must keep pooling."""
+    from conftest import REPO, run_module
+    result = run_module("bench.cv_progress", "--project", REPO / "docs/results/cv-levels", "--models", "unet")
+    assert result.returncode == 0, result.stderr
+    assert "| fold 1 fg_dice (mean of seeds) | 0.8835 |" in result.stdout  # as docs/crossval.md reports
