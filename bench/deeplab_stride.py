@@ -20,9 +20,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.models import segmentation
-from torchvision.models.segmentation.deeplabv3 import ASPPConv
 
-from seglib.models import AtrousConv2d
+from seglib.models import use_centre_taps
 
 
 def output_stride_8(model):
@@ -45,13 +44,6 @@ def train_gflops(module, x):
     return 3 * counter.get_total_flops() / len(x) / 1e9
 
 
-def centre_taps(model):
-    for module in model.modules():
-        if isinstance(module, ASPPConv):
-            module[0].__class__ = AtrousConv2d
-    return model
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", type=int, default=224)
@@ -69,7 +61,7 @@ def main(argv=None):
         x = torch.randn(args.batch, 3, args.size * scale, args.size * scale)
         side = model.backbone(x)["out"].shape[-1]
         total, backbone = train_gflops(model, x), train_gflops(model.backbone, x)
-        pipeline = train_gflops(centre_taps(model), x)
+        pipeline = train_gflops(use_centre_taps(model), x)
         print(f"{name:<28}{f'{side} x {side}':>12}{total:>17.1f}{backbone / total:>16.0%}{pipeline:>19.1f}")
 
 

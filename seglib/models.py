@@ -90,16 +90,23 @@ class AtrousConv2d(nn.Conv2d):
         return super().forward(x)
 
 
+def use_centre_taps(net):
+    """torchvision's DeepLabV3 `net` with its ASPP convolutions as AtrousConv2d: the same weights and
+    checkpoints; only forward differs."""
+    for module in net.modules():
+        if isinstance(module, ASPPConv):
+            module[0].__class__ = AtrousConv2d
+    return net
+
+
 class DeepLabV3(nn.Module):
     """torchvision's DeepLabV3, fed gray images as 3 equal channels, returning the 'out' logits."""
 
     def __init__(self, num_classes, backbone):
         super().__init__()
         # weights=None and weights_backbone=None: nothing is downloaded, ever
-        self.net = BACKBONES[backbone](weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False)
-        for module in self.net.modules():
-            if isinstance(module, ASPPConv):  # the same weights and checkpoints; only forward differs
-                module[0].__class__ = AtrousConv2d
+        self.net = use_centre_taps(
+            BACKBONES[backbone](weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False))
 
     def forward(self, x):
         return self.net(x.expand(-1, 3, -1, -1))["out"]
