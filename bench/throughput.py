@@ -16,8 +16,9 @@ forward pass.
 FLOPs per image are 3 x the forward's, counted by torch.utils.flop_counter
 (see flops_per_image); the peak is cores x clock x FLOPs per cycle per core,
 read from /proc/cpuinfo where it can be (AVX-512 with two FMA units: 64 fp32
-FLOPs per cycle; AVX2 with FMA: 32; bf16 at twice fp32 only where AMX or
-AVX512-BF16 is there and not pinned away) and printed as an assumption.
+FLOPs per cycle; AVX2 with FMA: 32; bf16 at twice fp32 where AVX512-BF16 is
+there and not pinned away, and 2048 per cycle where AMX is: its tile unit's
+1024 bf16 multiply-adds, Intel's figure for Sapphire Rapids) and printed as an assumption.
 """
 import argparse
 import dataclasses
@@ -140,12 +141,14 @@ def peak_flops(precision):
     per_cycle = 64 if "avx512f" in flags else 32 if "fma" in flags else 8
     if os.environ.get("ATEN_CPU_CAPABILITY") == "avx2" and per_cycle == 64:
         per_cycle = 32  # the pins of seglib/__init__.py keep the libraries on AVX2
-    bf16_units = ("amx_bf16" in flags or "avx512_bf16" in flags) and os.environ.get("ATEN_CPU_CAPABILITY") != "avx2"
-    if precision == "bf16" and bf16_units:
+    unpinned = os.environ.get("ATEN_CPU_CAPABILITY") != "avx2"
+    if precision == "bf16" and unpinned and "amx_bf16" in flags:
+        per_cycle = 2048
+    elif precision == "bf16" and unpinned and "avx512_bf16" in flags:
         per_cycle *= 2  # without AMX or AVX512-BF16 in use, bf16 runs through fp32 units at best
     clock = (max(mhz) if mhz else 2000.0) * 1e6
     how = (f"{cores} threads x {clock / 1e9:.2f} GHz ({'cpuinfo' if mhz else 'assumed'}) x {per_cycle} "
-           f"{precision} FLOPs/cycle ({'AVX-512' if 'avx512f' in flags else 'AVX2+FMA' if 'fma' in flags else 'no FMA'}"
+           f"{precision} FLOPs/cycle ({'AMX' if per_cycle == 2048 else 'AVX-512' if 'avx512f' in flags else 'AVX2+FMA' if 'fma' in flags else 'no FMA'}"
            f"{', capped to AVX2 by the pins' if os.environ.get('ATEN_CPU_CAPABILITY') == 'avx2' else ''})")
     return cores * clock * per_cycle, how
 
