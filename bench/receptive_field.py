@@ -14,10 +14,11 @@ that gradient is non-zero, the effective field the central rows holding 95 %
 of its absolute sum (Luo et al. 2016: the effective field is a fraction of the
 theoretical one). At initialisation a UNet's top skip connection carries most
 of that gradient, so --checkpoints measures trained models too, on a real
-slice (--image, prepared as predict prepares it), at its centre pixel. With --levels it also prints the vertical span from the top
-of the highest labelled vertebra to the bottom of the lowest, in the masks'
-own pixels (the sagittal slices are trained at that size, 224 px here),
-over the slices that show the first and the last gray value.
+slice (--image, prepared as predict prepares it), at its centre pixel. With
+--levels it also prints the vertical span from the top of the highest
+labelled vertebra to the bottom of the lowest, in the masks' own pixels (the
+sagittal slices are trained at that size, 224 px here), over the slices that
+show the first and the last gray value.
 """
 import argparse
 from pathlib import Path
@@ -26,7 +27,8 @@ import numpy as np
 import torch
 
 from seglib.config import DeepLabV3Config, UNetConfig
-from seglib.io import read_image
+from seglib.errors import run_cli
+from seglib.io import list_images, read_image, read_mask
 from seglib.models import build_model, load_checkpoint
 from seglib.transforms import load_for_model, normalise
 
@@ -50,10 +52,9 @@ def field_rows(model, x):
 
 def spine_spans(levels):
     """Vertical extent in pixels, first labelled level's top to last level's bottom, per slice showing both."""
-    from PIL import Image
     spans, size = [], None
-    for path in sorted(Path(levels).glob("*.png")):
-        mask = np.asarray(Image.open(path))
+    for path in list_images(levels):
+        mask = read_mask(path)[0]
         values = [v for v in np.unique(mask) if v]
         if len(values) < 2:
             continue
@@ -98,4 +99,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -37,7 +37,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from bench.determinism import cpu_name
 from seglib.check import mask_name_for
 from seglib.config import DeepLabV3Config, PreprocessConfig, RuntimeConfig, TrainConfig, UNetConfig
-from seglib.inference import use_runtime
+from seglib.inference import cpu_flags, use_runtime
 from seglib.models import UNet, build_model
 from seglib.prepare import intensity_stats, prepare_items
 from seglib.prepared_meta import PreparedMeta
@@ -135,7 +135,7 @@ def flops_per_image(model, loader):
 def peak_flops(precision):
     """(FLOP/s, how it was read) for this machine's cores at their clock."""
     text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    flags = next((line for line in text.splitlines() if line.startswith("flags")), "")
+    flags = cpu_flags() or set()
     mhz = [float(line.split(":")[1]) for line in text.splitlines() if line.startswith("cpu MHz")]
     cores = torch.get_num_threads()
     per_cycle = 64 if "avx512f" in flags else 32 if "fma" in flags else 8

@@ -139,3 +139,21 @@ def test_fp16_needs_a_cuda_gpu():
     check_precision(CPU, "bf16", "models.unet")
     with pytest.raises(SegError, match="models.unet.precision: fp16 .* on cpu use fp32 or bf16"):
         check_precision(CPU, "fp16", "models.unet")
+
+
+def test_bf16_on_a_cpu_that_cannot_use_bf16_units_is_warned_about(tmp_path, monkeypatch, capsys):
+    from seglib.inference import check_precision, cpu_bf16_slowness
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 fma avx512f\n")
+    assert "no AMX or AVX512-BF16" in cpu_bf16_slowness(cpuinfo)
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 fma avx512f avx512_bf16 amx_bf16 amx_tile\n")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")       # the pins of seglib/__init__.py
+    assert "SEGLIB_NATIVE_CPU=1" in cpu_bf16_slowness(cpuinfo)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")               # SEGLIB_NATIVE_CPU=1: oneDNN may use AMX
+    assert cpu_bf16_slowness(cpuinfo) is None
+    assert cpu_bf16_slowness(tmp_path / "absent") is None  # flags unknown (not Linux): nothing to say
+    # the train stage's check prints the warning once for bf16 on the CPU, and nothing for fp32
+    monkeypatch.setattr("seglib.inference.cpu_bf16_slowness", lambda: "is slow here")
+    check_precision(CPU, "fp32", "models.unet")
+    check_precision(CPU, "bf16", "models.unet")
+    assert capsys.readouterr().out == "warning: models.unet.precision: bf16 is slow here\n"
