@@ -1,6 +1,6 @@
 """Where a model's test errors come from, per subject: whole extra or missed objects, or boundaries.
 
-    python -m bench.error_kinds --checkpoint models/cv/unet-0-0/model.pt --prepared artifacts/cv/fold0/prepared \\
+    python -m bench.error_kinds --checkpoint models/cv/unet-0/seed0/model.pt --prepared artifacts/cv/fold0/prepared \\
         --masks data/masks --split artifacts/folds.json --fold 0 [--postprocess]
 
 Per foreground class each wrong pixel is one of four kinds: a false positive in

@@ -1,6 +1,7 @@
 """Cross-validation by split unit: the fold assignment and its settings."""
 import json
 import random
+import re
 
 import pytest
 
@@ -131,6 +132,9 @@ def test_tiny_cross_validation_through_dvc(tmp_path):
     assert ran == ({"split", "preprocess-gray-map", "compare"} | {f"{s}@{m}" for s in ("train", "evaluate") for m in models}
                    | {f"cv-preprocess@{f}" for f in folds} | {f"cv-train@{r}" for r in runs}
                    | {f"cv-evaluate@{r}" for r in runs} | {f"cv-ensemble@{m}-{f}" for m in models for f in folds})
+    # an ensemble's upstream is its own model and fold's runs, not every checkpoint in models/cv
+    upstream = dvc("dag", "--dot", "cv-ensemble@unet-0", cwd=root).stdout
+    assert set(re.findall(r"cv-train@[\w-]+", upstream)) == {"cv-train@unet-0-0", "cv-train@unet-0-1"}
     units = json.loads((root / "artifacts/folds.json").read_text())["units"]
     cv = json.loads((root / "metrics/compare.json").read_text())["crossval"]
     assert cv["folds"] == 3 and cv["seeds"] == [0, 1] and cv["subjects"] == 9
@@ -145,7 +149,7 @@ def test_tiny_cross_validation_through_dvc(tmp_path):
         runs_of = [json.loads((root / f"metrics/test/cv/{model}-{f}-{s}.json").read_text())
                    for f in folds for s in seeds]
         ensembles = [json.loads((root / f"metrics/test/cv/{model}-{f}-ensemble.json").read_text()) for f in folds]
-        assert all(e["members"] == [f"models/cv/{model}-{f}-{s}/model.pt" for s in seeds]
+        assert all(e["members"] == [f"models/cv/{model}-{f}/seed{s}/model.pt" for s in seeds]
                    for f, e in zip(folds, ensembles))
         for kind, metrics in (("pooled", runs_of), ("pooled_postprocessed", runs_of)):
             key = "confusion" if kind == "pooled" else "postprocessed"
@@ -197,7 +201,7 @@ def test_tiny_cross_validation_through_dvc(tmp_path):
         assert study["fg_dice_by_seed"] == pytest.approx(dict(zip("0123", dice)), abs=1e-6)
         assert study["seed_sd"] == pytest.approx(np.std(dice, ddof=1), abs=1e-6)
         ensemble = json.loads((root / f"metrics/test/cv/{model}-1-ensemble.json").read_text())
-        assert ensemble["members"] == [f"models/cv/{model}-1-{s}/model.pt" for s in (0, 1, 2, 3)]
+        assert ensemble["members"] == [f"models/cv/{model}-1/seed{s}/model.pt" for s in (0, 1, 2, 3)]
         assert study["ensemble_fg_dice"] == pytest.approx(ensemble["fg_dice"], abs=1e-6)
     assert "| fold 1: sd between 4 seeds |" in report and "| fold 1: 4 seeds as one ensemble |" in report
 
