@@ -10,7 +10,7 @@ as the environment says) and pinned (seglib's CPU_PINS and runtime.threads'
 default). An environment's caps stand in for another CPU: capping this one
 below its own ISA is the only other CPU a single machine can show.
 
-    python -m bench.determinism --trace unet.trace [--arch unet] [--size 32]
+    python -m bench.determinism --trace unet.trace [--arch unet] [--size 128] [--batch 8]
     python -m bench.determinism --first-difference a.trace b.trace
 
 --trace runs one pinned training step and writes every op's name, shape and
@@ -67,13 +67,20 @@ def training_setup(arch, size, batch, channels_last):
     return model, torch.optim.AdamW(model.parameters(), lr=1e-3), images, masks
 
 
+def train_step(model, optimizer, images, masks):
+    from seglib.train import segmentation_loss
+    loss = segmentation_loss(model(images), masks, "ce_dice")
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
 def child(steps, size, pinned):
     """Train both models a few steps in this process; print a JSON line of digests and seconds."""
     import torch
 
     from seglib.config import RuntimeConfig
     from seglib.inference import use_runtime
-    from seglib.train import segmentation_loss
     if pinned:
         use_runtime(RuntimeConfig(device="cpu"))
     out = {"isa": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads()}
@@ -81,10 +88,7 @@ def child(steps, size, pinned):
         model, optimizer, images, masks = training_setup(arch, size, 4, channels_last=False)
         start = time.perf_counter()
         for _ in range(steps):
-            loss = segmentation_loss(model(images), masks, "ce_dice")
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            train_step(model, optimizer, images, masks)
         digest = hashlib.sha256()
         for tensor in model.state_dict().values():
             digest.update(tensor.detach().contiguous().numpy().tobytes())
@@ -96,23 +100,21 @@ def open_text(path, mode="r"):
     return gzip.open(path, mode + "t") if str(path).endswith(".gz") else open(path, mode)
 
 
-class OpTrace:
+def op_trace(stream):
     """A dispatch mode that writes each ATen op's name, output shapes and output digest to `stream`."""
+    from torch.utils._python_dispatch import TorchDispatchMode
 
-    def __init__(self, stream):
-        from torch.utils._python_dispatch import TorchDispatchMode
-
-        class Mode(TorchDispatchMode):
-            def __torch_dispatch__(mode, func, types, args=(), kwargs=None):
-                out = func(*args, **(kwargs or {}))
-                tensors = [t for t in (out if isinstance(out, (tuple, list)) else [out]) if hasattr(t, "numpy")]
-                digest = hashlib.sha256()
-                for t in tensors:
-                    digest.update(t.detach().contiguous().cpu().numpy().tobytes())
-                shapes = ",".join("x".join(map(str, t.shape)) for t in tensors)
-                stream.write(f"{func} {shapes} {digest.hexdigest()[:16]}\n")
-                return out
-        self.mode = Mode()
+    class OpTrace(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            tensors = [t for t in (out if isinstance(out, (tuple, list)) else [out]) if hasattr(t, "numpy")]
+            digest = hashlib.sha256()
+            for t in tensors:
+                digest.update(t.detach().contiguous().cpu().numpy().tobytes())
+            shapes = ",".join("x".join(map(str, t.shape)) for t in tensors)
+            stream.write(f"{func} {shapes} {digest.hexdigest()[:16]}\n")
+            return out
+    return OpTrace()
 
 
 def trace(path, arch, size, batch):
@@ -120,14 +122,10 @@ def trace(path, arch, size, batch):
     digest to `path`."""
     from seglib.config import RuntimeConfig
     from seglib.inference import use_runtime
-    from seglib.train import segmentation_loss
     use_runtime(RuntimeConfig(device="cpu"))
     model, optimizer, images, masks = training_setup(arch, size, batch, channels_last=True)
-    with open_text(path, "w") as stream, OpTrace(stream).mode:
-        loss = segmentation_loss(model(images), masks, "ce_dice")
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    with open_text(path, "w") as stream, op_trace(stream):
+        train_step(model, optimizer, images, masks)
 
 
 def first_difference(a, b):
