@@ -1,9 +1,11 @@
 """Run dvc.yaml's stage commands in its order, without DVC, for a machine that has no dvc
 (bench/gpu_check.sh on a GPU machine): the commands `dvc repro` runs on a fresh project, each
-foreach stage expanded over the keys of its params list.
+foreach and matrix stage expanded over its params as DVC expands it.
 
     python -m bench.stages_in_order            # in a project's root
 """
+import itertools
+import re
 import shlex
 import subprocess
 import sys
@@ -12,15 +14,37 @@ import time
 import yaml
 
 
+def _lookup(params, reference):
+    """The value of '${a.b}' in params; a mapping gives its keys, as DVC iterates it."""
+    value = params
+    for key in reference.strip("${}").split("."):
+        value = value[key]
+    return list(value) if isinstance(value, dict) else value
+
+
+def _fill(cmd, values):
+    """cmd with each ${name} of values replaced; an unfilled ${...} is a bug in the expansion."""
+    for name, value in values.items():
+        cmd = cmd.replace("${" + name + "}", str(value))
+    if re.search(r"\$\{[^}]*\}", cmd):
+        raise ValueError(f"unexpanded reference in {cmd!r}")
+    return shlex.split(cmd)
+
+
 def commands(pipeline, params):
     """(stage name, argv) in dvc.yaml's order, which is this pipeline's data-flow order."""
     for name, stage in pipeline["stages"].items():
         if "foreach" in stage:
-            keys = params[stage["foreach"].strip("${}")]
-            for key in keys:
-                yield f"{name}@{key}", shlex.split(stage["do"]["cmd"].replace("${key}", key))
+            for key in _lookup(params, stage["foreach"]):
+                yield f"{name}@{key}", _fill(stage["do"]["cmd"], {"key": key})
+        elif "matrix" in stage:
+            axes = {axis: _lookup(params, v) if isinstance(v, str) else v for axis, v in stage["matrix"].items()}
+            for combo in itertools.product(*axes.values()):
+                item = dict(zip(axes, combo))
+                yield (f"{name}@{'-'.join(map(str, combo))}",
+                       _fill(stage["cmd"], {f"item.{axis}": value for axis, value in item.items()}))
         else:
-            yield name, shlex.split(stage["cmd"])
+            yield name, _fill(stage["cmd"], {})
 
 
 def main():
