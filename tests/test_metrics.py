@@ -147,20 +147,3 @@ def test_subject_spacing_entries_are_checked_and_copies_share_one():
         cfg.spacing("Case18+Case19")
     assert not build_section(EvaluateConfig, {}, "evaluate").in_mm
 
-
-def test_error_kinds_split_wrong_pixels_into_extra_missed_and_boundary_by_hand():
-    from bench.error_kinds import dice, error_kinds
-    truth = np.zeros((14, 14), np.uint8)
-    truth[2:6, 2:6] = 1                  # object A, 16 px
-    truth[10:12, 10:12] = 1              # object B, 4 px: missed whole
-    pred = np.zeros_like(truth)
-    pred[2:7, 2:5] = 1                   # A without its column 5 (4 under), one row too far (3 over)
-    pred[12:14, 0:2] = 1                 # an extra object, 4 px, touching no true pixel
-    counts = error_kinds(truth, pred, 3)  # class 2: in neither, so it counts nowhere
-    assert counts.tolist() == [[12, 4, 3, 4, 4], [0, 0, 0, 0, 0]]
-    assert dice(counts) == pytest.approx(24 / 39)
-    assert dice(counts, ("extra",)) == pytest.approx(24 / 35)
-    assert dice(counts, ("extra", "missed")) == pytest.approx(24 / 31)
-    # a diagonal neighbour joins a component (8-connectivity): a pixel at A's prediction's corner is "over"
-    pred[7, 5] = 1
-    assert error_kinds(truth, pred, 2)[0].tolist() == [12, 4, 4, 4, 4]

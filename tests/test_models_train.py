@@ -264,17 +264,3 @@ def test_run_key_follows_settings_and_file_bytes(tmp_path):
     (tmp_path / "a.npz").write_bytes(b"two")
     assert run_key({"lr": 1e-3}, [tmp_path / "a.npz"]) != first
 
-
-def test_receptive_field_rows_match_hand_counted_fields():
-    from bench.receptive_field import field_rows
-    torch.manual_seed(0)
-    x = torch.randn(1, 1, 33, 33)
-    # two 3 x 3 convolutions see 5 rows; a 3 x 3 one with dilation 4 sees 9 (its taps 4 apart)
-    two = torch.nn.Sequential(torch.nn.Conv2d(1, 1, 3, padding=1), torch.nn.Conv2d(1, 1, 3, padding=1))
-    assert field_rows(two, x)[0] == 5
-    dilated = torch.nn.Conv2d(1, 1, 3, padding=4, dilation=4)
-    theoretical, effective = field_rows(dilated, x)
-    assert theoretical == 9 and effective <= theoretical
-    # a depth-5 UNet sees about twice the rows of a depth-4 one (a pooling and two convolutions at stride 32)
-    d4, d5 = (field_rows(build_model(UNetConfig(depth=d), 2), torch.randn(1, 1, 512, 512))[0] for d in (4, 5))
-    assert 200 <= d4 <= 230 and 2 * d4 - 20 <= d5 <= 2 * d4 + 20
