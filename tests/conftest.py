@@ -47,3 +47,17 @@ def run_module(module, *args, cwd=REPO):
     """Run `python -m module args` and return the CompletedProcess (text output)."""
     return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=cwd,
                           capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_built(tmp_path_factory):
+    """The tiny project, committed, nothing run yet. Shared: copy it (tiny_project.copy_project) to change it."""
+    from tiny_project import make_tiny_repo
+    return make_tiny_repo(tmp_path_factory.mktemp("tiny") / "built")
+
+
+@pytest.fixture(scope="session")
+def tiny_ran(tiny_built, tmp_path_factory):
+    """The tiny project after one `dvc repro` of every default stage, committed. Shared: copy it to change it."""
+    from tiny_project import copy_project, reproduce_and_commit
+    return reproduce_and_commit(copy_project(tiny_built, tmp_path_factory.mktemp("tiny") / "ran"))

@@ -18,7 +18,7 @@ from seglib.resume import TrainingRun
 from seglib.train import (ConfusionMatrix, fit, make_loaders, run_epoch, segmentation_loss, summed_over,
                           validation_step)
 from test_models_train import StopAfter, _tiny_arrays
-from test_pipeline import make_tiny_repo
+from tiny_project import copy_project
 
 from bench.scratch import dvc, set_params, sh
 
@@ -92,8 +92,9 @@ def test_a_two_process_run_stopped_after_epoch_two_resumes_to_the_uninterrupted_
     assert [row.keys() for row in single.history] == [row.keys() for row in reference["history"]]
 
 
-def test_train_stage_under_torchrun_writes_what_one_process_writes(tmp_path):
-    root = make_tiny_repo(tmp_path / "repo", overrides={"train.epochs": 2})
+def test_train_stage_under_torchrun_writes_what_one_process_writes(tiny_built, tmp_path):
+    root = copy_project(tiny_built, tmp_path / "repo")
+    set_params(root, {"train.epochs": 2})
     dvc("repro", "train@unet", cwd=root)
     outputs = ("metrics/train/unet.json", "plots/train/unet.csv")
     single = {p: (root / p).read_text() for p in outputs}
@@ -112,13 +113,14 @@ def test_train_stage_under_torchrun_writes_what_one_process_writes(tmp_path):
     assert "logs/" not in sh("git", "status", "--porcelain", "--untracked-files=all", cwd=root).stdout
 
 
-def test_a_batch_that_does_not_split_over_the_processes_is_refused_before_any_starts(tmp_path):
+def test_a_batch_that_does_not_split_over_the_processes_is_refused_before_any_starts(tiny_built, tmp_path):
     from seglib.errors import SegError
     from seglib.train import per_process_batch
     assert per_process_batch(UNetConfig(batch_size=8), 2, "unet") == 4
     with pytest.raises(SegError, match=r"models.unet.batch_size: 4 .* 4 processes \(runtime.processes\).*multiple of 8"):
         per_process_batch(UNetConfig(batch_size=4), 4, "unet")
-    root = make_tiny_repo(tmp_path / "repo", overrides={"runtime.processes": 3})
+    root = copy_project(tiny_built, tmp_path / "repo")
+    set_params(root, {"runtime.processes": 3})
     out = dvc("repro", "train@unet", cwd=root, check=False)
     assert out.returncode != 0
     assert "models.unet.batch_size: 4 images per step do not split into 3 processes" in out.stderr

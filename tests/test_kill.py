@@ -12,10 +12,10 @@ import time
 import numpy as np
 from PIL import Image
 
-from bench.scratch import BIN, ENV, dvc, sh
+from bench.scratch import BIN, ENV, dvc, set_params, sh
 from seglib.io import TEMP_SUFFIX
 from seglib.models import load_checkpoint
-from test_pipeline import make_tiny_repo
+from tiny_project import copy_project
 
 # stage -> seconds after it starts: before its imports finish, mid-training, while writing outputs
 KILL_POINTS = {"split": 0.5, "train@unet": 3.5, "train@deeplabv3": 5.0, "evaluate@unet": 4.0, "compare": 4.5}
@@ -62,12 +62,10 @@ def assert_outputs_whole(root):
     assert TEMP_SUFFIX not in status, status
 
 
-def test_repro_killed_in_every_stage_recovers_to_the_uninterrupted_bytes(tmp_path):
-    reference = make_tiny_repo(tmp_path / "reference")
-    dvc("repro", cwd=reference)
-    expected = {m: (reference / m).read_bytes() for m in METRICS}
+def test_repro_killed_in_every_stage_recovers_to_the_uninterrupted_bytes(tiny_built, tiny_ran, tmp_path):
+    expected = {m: (tiny_ran / m).read_bytes() for m in METRICS}  # the uninterrupted run
 
-    root = make_tiny_repo(tmp_path / "killed")
+    root = copy_project(tiny_built, tmp_path / "killed")
     killed = []
     for stage, delay in KILL_POINTS.items():  # each run resumes where DVC left off, then dies again
         if repro_killed_in(root, stage, delay):
@@ -86,14 +84,16 @@ def test_repro_killed_in_every_stage_recovers_to_the_uninterrupted_bytes(tmp_pat
     assert TEMP_SUFFIX not in sh("git", "status", "--porcelain", "--untracked-files=all", cwd=root).stdout
 
 
-def test_training_killed_mid_run_resumes_after_its_last_epoch_with_the_uninterrupted_bytes(tmp_path):
+def test_training_killed_mid_run_resumes_after_its_last_epoch_with_the_uninterrupted_bytes(tiny_built, tmp_path):
     epochs = {"train.epochs": 8}  # tiny epochs take a fraction of a second: enough of them to kill mid-run
     outputs = ("models/unet/model.pt", "metrics/train/unet.json", "plots/train/unet.csv")
-    reference = make_tiny_repo(tmp_path / "reference", overrides=epochs)
+    reference = copy_project(tiny_built, tmp_path / "reference")
+    set_params(reference, epochs)
     dvc("repro", "train@unet", cwd=reference)
     expected = {p: (reference / p).read_bytes() for p in outputs}
 
-    root = make_tiny_repo(tmp_path / "killed", overrides=epochs)
+    root = copy_project(tiny_built, tmp_path / "killed")
+    set_params(root, epochs)
     log = root / "kill.log"
     with log.open("w") as out:
         proc = subprocess.Popen([str(BIN / "dvc"), "repro", "train@unet"], cwd=root, env=ENV, stdout=out,

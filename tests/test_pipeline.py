@@ -7,34 +7,14 @@ import browser
 import pytest
 import yaml
 
-from bench.scratch import dvc, scratch_project, set_params, sh
-
-TINY = {
-    "data.val_fraction": 0.2, "data.test_fraction": 0.2,
-    "preprocess.base_size": [32, 32],
-    "train.epochs": 1, "runtime.device": "cpu",
-    "models.unet.width": 4, "models.unet.batch_size": 4, "models.deeplabv3.batch_size": 4,
-    "compare.bootstrap": 200, "compare.permutations": 200,
-}
-
-
-def make_tiny_repo(root, subjects=8, slices=2, seed=0, overrides=None):
-    """A committed copy of this project on a small synthetic dataset with tiny settings."""
-    return scratch_project(root, overrides={**TINY, **(overrides or {})},
-                           synth_args=["--subjects", subjects, "--slices", slices, "--seed", seed])
-
-
-def ran_stages(output):
-    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
+from bench.scratch import dvc, set_params, sh
+from tiny_project import copy_project, ran_stages
 
 
 @pytest.fixture(scope="module")
-def tiny_repo(tmp_path_factory):
-    root = make_tiny_repo(tmp_path_factory.mktemp("pipeline"))
-    out = dvc("repro", cwd=root)
-    assert ran_stages(out.stdout) == {"split", "preprocess-gray-map", "train@unet", "train@deeplabv3",
-                                      "evaluate@unet", "evaluate@deeplabv3", "compare"}
-    return root
+def tiny_repo(tiny_ran, tmp_path_factory):
+    """A copy of the shared reproduced project: these tests change it, one after another."""
+    return copy_project(tiny_ran, tmp_path_factory.mktemp("pipeline") / "repo")
 
 
 def test_repro_leaves_status_clean_and_writes_outputs(tiny_repo):
@@ -54,8 +34,6 @@ def test_repro_leaves_status_clean_and_writes_outputs(tiny_repo):
 
 
 def test_model_switch_reruns_only_the_comparison(tiny_repo):
-    sh("git", "add", "-A", cwd=tiny_repo)
-    sh("git", "commit", "-qm", "reference run", cwd=tiny_repo)
     out = dvc("exp", "run", "-S", "model=deeplabv3", cwd=tiny_repo)
     assert ran_stages(out.stdout) == {"compare"}
     assert json.loads((tiny_repo / "metrics/eval.json").read_text())["model"] == "deeplabv3"
@@ -139,13 +117,10 @@ def test_a_third_model_is_one_models_entry_and_its_plot_lines(tiny_repo):
         dvc("checkout", "-q", cwd=tiny_repo, check=False)
 
 
-def test_queued_experiments_both_finish_and_show(tmp_path):
+def test_queued_experiments_both_finish_and_show(tiny_ran, tmp_path):
     """`dvc exp run --queue` + `dvc queue start`: each experiment runs in its own temporary copy of the
     committed repository (untracked files do not travel), so the reference run is committed first."""
-    root = make_tiny_repo(tmp_path / "queue")
-    dvc("repro", cwd=root)
-    sh("git", "add", "-A", cwd=root)
-    sh("git", "commit", "-qm", "reference run", cwd=root)
+    root = copy_project(tiny_ran, tmp_path / "queue")
     for lr in ("0.002", "0.003"):
         dvc("exp", "run", "--queue", "-S", f"models.unet.lr={lr}", cwd=root)
     dvc("queue", "start", "--jobs", "1", cwd=root)

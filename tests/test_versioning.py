@@ -3,15 +3,14 @@ import json
 import shutil
 
 from bench.scratch import dvc, sh
-from test_pipeline import make_tiny_repo, ran_stages
+from tiny_project import copy_project, ran_stages
 
 
-def test_push_pull_and_switching_dataset_versions(tmp_path):
-    repo = make_tiny_repo(tmp_path / "origin")
-    dvc("repro", cwd=repo)
+def test_push_pull_and_switching_dataset_versions(tiny_ran, tmp_path):
+    repo = copy_project(tiny_ran, tmp_path / "origin")  # data v1 and its reference run, committed
     dvc("remote", "add", "-d", "storage", tmp_path / "remote", cwd=repo)
     sh("git", "add", "-A", cwd=repo)
-    sh("git", "commit", "-qm", "data v1, reference run, remote", cwd=repo)
+    sh("git", "commit", "-qm", "remote", cwd=repo)
     v1 = (repo / "metrics/test/unet.json").read_text()
     dvc("push", cwd=repo)
 
