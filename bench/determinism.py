@@ -14,7 +14,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -28,16 +27,6 @@ ENVIRONMENTS = {
     "oneDNN SSE4.1": {"ONEDNN_MAX_CPU_ISA": "SSE41"},
     "MKL CNR AVX2": {"MKL_CBWR": "AVX2"},
 }
-
-
-def cpu_name():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def training_setup(arch, size, batch):
@@ -66,7 +55,7 @@ def child(steps, size, pinned):
     import torch
 
     from seglib.config import RuntimeConfig
-    from seglib.inference import use_runtime
+    from seglib.runtime import use_runtime
     if pinned:
         use_runtime(RuntimeConfig(device="cpu"))
     out = {"isa": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads()}
@@ -90,6 +79,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.child:
         return child(args.steps, args.size, args.child == "pinned")
+    from seglib.runtime import cpu_name
     print(f"CPU: {cpu_name()}, {os.cpu_count()} logical cores; {args.steps} steps at {args.size} px, batch 4; "
           "'same' = bitwise equal weights to the first row of its mode")
     clean = {k: v for k, v in os.environ.items()

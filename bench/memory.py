@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from bench.determinism import cpu_name
 from bench.scratch import ENV, dvc, scratch_project
 from bench.stages_in_order import commands
+from seglib.runtime import cpu_name
 
 
 def run_measured(argv, cwd):

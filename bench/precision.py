@@ -21,10 +21,9 @@ import time
 
 import torch
 
-from bench.determinism import cpu_name
 from seglib.config import DeepLabV3Config, TrainConfig, UNetConfig
-from seglib.inference import check_precision
 from seglib.models import build_model
+from seglib.runtime import check_precision, cpu_name
 from seglib.train import grad_scaler, segmentation_loss, training_step
 
 CASES = {"unet": UNetConfig(width=16),

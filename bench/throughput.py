@@ -34,13 +34,12 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.determinism import cpu_name
 from seglib.check import mask_name_for
 from seglib.config import DeepLabV3Config, PreprocessConfig, RuntimeConfig, TrainConfig, UNetConfig
-from seglib.inference import cpu_flags, use_runtime
 from seglib.models import UNet, build_model
 from seglib.prepare import intensity_stats, prepare_items
 from seglib.prepared_meta import PreparedMeta
+from seglib.runtime import cpu_flags, cpu_name, use_runtime
 from seglib.train import (ConfusionMatrix, PreparedDataset, grad_scaler, run_epoch, segmentation_loss,
                           training_step)
 from seglib.transforms import Augment

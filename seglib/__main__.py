@@ -39,10 +39,10 @@ def _check(args):
 
 
 def _predict(args):
-    from seglib.predict import Inference, predict_folder
+    from seglib.predict import PredictOptions, predict_folder
     outputs = {"--output": args.output, **({"--overlays": args.overlays} if args.overlays else {})}
-    inference = Inference(tuple(args.checkpoint), args.device, tuple(args.flips), not args.no_postprocess)
-    skipped = predict_folder(inference, args.input, outputs, args.overwrite)
+    options = PredictOptions(tuple(args.checkpoint), args.device, tuple(args.flips), not args.no_postprocess)
+    skipped = predict_folder(options, args.input, outputs, args.overwrite)
     for path, reason in skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     if skipped:

@@ -28,7 +28,6 @@ class DatasetReport:
     grays: dict            # image name -> sorted gray values present in its mask
     empty_masks: list      # image names whose mask is all background (lowest gray value)
     warnings: list
-    errors: list
 
     def summary(self):
         total = sum(self.gray_counts.values()) or 1
@@ -214,7 +213,7 @@ def check_dataset(image_dir, mask_dir, data_cfg, max_pixels):
             empty.append(image)
     errors += _mixed_kinds(kinds, mask_dir)
     report = DatasetReport(kept, subjects, split_units(subjects, digests, warnings), dict(gray_counts), grays,
-                           empty, warnings, errors)
+                           empty, warnings)
     levels = len(gray_counts) if data_cfg.gray_values is None else 0
     if levels > data_cfg.max_classes:
         errors.append(f"{mask_dir}: masks hold {levels} distinct gray values, more than data.max_classes "

@@ -1,107 +1,24 @@
 """The one forward path: prepared images -> logits, probabilities and class ids, on a device.
 
-Validation during training, evaluate, predict and bench.probe all run a
-trained model here: the same normalisation, memory format and precision,
-in batches, optionally averaged over flipped copies, with each image's
+Validation during training, evaluate and predict all run a trained model
+here: the same normalisation, memory format and precision, in batches, optionally averaged over flipped copies, with each image's
 scores resized back to its own size before the argmax.
 """
 import dataclasses
-import os
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from seglib import config, postprocess
+from seglib import postprocess
+from seglib.checkpoint import load_checkpoint
 from seglib.errors import SegError
-from seglib.models import load_checkpoint
 from seglib.prepared_meta import PreparedMeta
+from seglib.runtime import autocast
 from seglib.transforms import normalise
 
 # test-time augmentation: the dims each extra pass flips (images are N, C, H, W)
 FLIPS = {"h": -1, "v": -2}
-
-
-def resolve_device(name, where="runtime.device"):
-    """A torch.device for `name`; one message when the form is wrong or the device is absent."""
-    config.check_device(name, where)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise SegError(f"{where}: {name!r} asked for but no CUDA GPU is visible; use auto or cpu")
-        index = int(name.split(":")[1]) if ":" in name else 0
-        if index >= torch.cuda.device_count():
-            raise SegError(f"{where}: {name!r} asked for but only {torch.cuda.device_count()} CUDA GPU(s) are visible")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise SegError(f"{where}: 'mps' asked for but no Apple GPU (MPS) is available here; use auto or cpu")
-    return torch.device(name)
-
-
-def use_runtime(runtime_cfg, where="runtime.device"):
-    """Pin torch's CPU threads (0 keeps its default: the count changes results bit for bit), choose
-    deterministic kernels or cuDNN's fastest (runtime.deterministic); return the device."""
-    if runtime_cfg.threads:
-        torch.set_num_threads(runtime_cfg.threads)
-    device = resolve_device(runtime_cfg.device, where)
-    if runtime_cfg.deterministic:
-        # cuBLAS reproduces its sums only with a fixed workspace, set before its first call
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    else:
-        torch.use_deterministic_algorithms(False)
-        torch.backends.cudnn.benchmark = True
-    return device
-
-
-def check_precision(device, precision, where):
-    """fp16 needs a CUDA GPU; bf16 on a GPU needs one that has it (Ampere or later). bf16 on a CPU
-    that cannot use bf16 units gets a warning: it runs, many times slower than fp32."""
-    if precision == "fp16" and device.type != "cuda":
-        raise SegError(f"{where}.precision: fp16 (with a gradient scaler) is for CUDA GPUs without bf16; "
-                       f"on {device.type} use fp32 or bf16")
-    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise SegError(f"{where}.precision: this GPU ({torch.cuda.get_device_name(device)}) has no bf16; use fp16")
-    slow = cpu_bf16_slowness() if precision == "bf16" and device.type == "cpu" else None
-    if slow:
-        print(f"warning: {where}.precision: bf16 {slow}")
-
-
-def cpu_flags(cpuinfo="/proc/cpuinfo"):
-    """The CPU's feature flags (avx2, amx_bf16, ...) as a set, or None where they cannot be read (not Linux)."""
-    path = Path(cpuinfo)
-    if not path.is_file():
-        return None
-    return next((set(line.split(":", 1)[1].split()) for line in path.read_text().splitlines()
-                 if line.startswith("flags")), None)
-
-
-def cpu_bf16_slowness(cpuinfo="/proc/cpuinfo"):
-    """Why bf16 will be slow on this CPU, or None where it can use AMX or AVX512-BF16 (or the CPU's
-    flags cannot be read). Without those units oneDNN emulates bf16: measured 10x slower than fp32
-    (docs/benchmarks.md)."""
-    flags = cpu_flags(cpuinfo)
-    if flags is None:
-        return None
-    if "amx_bf16" not in flags and "avx512_bf16" not in flags:
-        return ("on this CPU (no AMX or AVX512-BF16) is emulated, about 10x slower than fp32 "
-                "(docs/benchmarks.md); use fp32")
-    if os.environ.get("ONEDNN_MAX_CPU_ISA") == "AVX2":
-        return ("here runs about 10x slower than fp32: this CPU has bf16 units, but the ISA pins of "
-                "docs/determinism.md keep oneDNN on AVX2; SEGLIB_NATIVE_CPU=1 uses them (about 3x faster "
-                "than fp32 for UNet, results then differ between machines), or use fp32")
-    return None
-
-
-def autocast(device, precision):
-    """bf16 or fp16 autocast (convolutions in half precision, reductions in float32), or plain fp32.
-
-    On recent GPUs, and on CPUs with AMX once SEGLIB_NATIVE_CPU=1 lifts the ISA
-    pins, bf16 trains UNet 2-3x faster (bench/precision.py); the weights stay float32.
-    """
-    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
-    return torch.autocast(device.type, dtype=dtype, enabled=precision in ("bf16", "fp16"))
 
 
 def to_device(images, device):

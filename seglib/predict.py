@@ -22,9 +22,10 @@ from tqdm import tqdm
 from seglib import postprocess
 from seglib.errors import SegError, format_problems
 from seglib.graymap import to_gray
-from seglib.inference import load_predictor, resolve_device
+from seglib.inference import load_predictor
 from seglib.io import UnreadableFile, list_images, read_image, save_figure, write_png
 from seglib.plots import samples_figure
+from seglib.runtime import resolve_device
 from seglib.transforms import load_for_model, resize_image
 
 
@@ -67,7 +68,7 @@ def check_outputs(files, input_dir, targets, overwrite):
 
 
 @dataclasses.dataclass(frozen=True)
-class Inference:
+class PredictOptions:
     """How masks are predicted: one checkpoint or an ensemble of several (their mean probabilities),
     test-time flips (keys of seglib.inference.FLIPS), and whether the checkpoints' post-processing
     rules are applied."""
@@ -77,7 +78,7 @@ class Inference:
     postprocess: bool = True
 
 
-def predict_folder(inference, input_dir, outputs, overwrite=False):
+def predict_folder(options, input_dir, outputs, overwrite=False):
     """Write one mask PNG per readable image; return the list of (file, reason) skipped.
 
     `outputs` maps --output (masks) and optionally --overlays to folders.
@@ -88,8 +89,8 @@ def predict_folder(inference, input_dir, outputs, overwrite=False):
     if not files:
         raise SegError(f"{input_dir}: no images found (.png .jpg .jpeg .tif .tiff .bmp; hidden files are skipped)")
     check_outputs(files, input_dir, outputs, overwrite)
-    predictor = load_predictor(inference.checkpoints, resolve_device(inference.device, "--device"), inference.flips)
-    rules = predictor.postprocess if inference.postprocess else postprocess.none(predictor.meta.num_classes)
+    predictor = load_predictor(options.checkpoints, resolve_device(options.device, "--device"), options.flips)
+    rules = predictor.postprocess if options.postprocess else postprocess.none(predictor.meta.num_classes)
     skipped = []
     for batch in _batches(files, predictor, skipped):
         paths, raws, inputs = zip(*batch)

@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 
 from seglib import CPU_PINS
+from seglib.checkpoint import load_tensors
 from seglib.distributed import World
 from seglib.errors import SegError
 from seglib.io import write_bytes, write_csv
-from seglib.models import load_tensors
 
 CHUNK = 1 << 20
 

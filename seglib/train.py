@@ -21,10 +21,12 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from seglib import postprocess
+from seglib.checkpoint import load_local_weights
 from seglib.errors import SegError
-from seglib.inference import Predictor, check_precision, forward, to_device
+from seglib.inference import Predictor, forward, to_device
 from seglib.metrics import EPOCH_METRICS, scores
 from seglib.models import build_model, count_parameters, min_input_side
+from seglib.runtime import check_precision
 from seglib.transforms import Augment, normalise
 
 
@@ -218,7 +220,10 @@ def fit(data, model_cfg, train_cfg, device, meta, run):
     train_loader, val_loader = make_loaders(data, model_cfg, train_cfg, meta, run, device)
     torch.manual_seed(train_cfg.seed)
     epochs = model_cfg.epochs or train_cfg.epochs
-    net = build_model(model_cfg, meta.num_classes, train_cfg.bn_momentum).to(device, memory_format=torch.channels_last)
+    net = build_model(model_cfg, meta.num_classes, train_cfg.bn_momentum)
+    if model_cfg.weights:
+        load_local_weights(net, model_cfg.weights)
+    net = net.to(device, memory_format=torch.channels_last)
     if world.size > 1:
         torch.manual_seed(train_cfg.seed + world.rank)  # equal weights (DDP copies rank 0's), own dropout
     model = net if world.size == 1 else DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None)

@@ -22,9 +22,10 @@ from pathlib import Path
 from seglib import config
 from seglib.errors import run_cli
 from seglib.evaluate import ScoredSplit, evaluate_split, worst_and_best
-from seglib.inference import load_predictor, use_runtime
+from seglib.inference import load_predictor
 from seglib.io import read_npz, save_figure, write_csv, write_json
 from seglib.plots import best_worst_figure, confusion_records
+from seglib.runtime import use_runtime
 from seglib.split import read_split
 
 

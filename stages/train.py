@@ -24,12 +24,12 @@ import sys
 from pathlib import Path
 
 from seglib import config, distributed
+from seglib.checkpoint import save_checkpoint
 from seglib.errors import run_cli
-from seglib.inference import use_runtime
 from seglib.io import read_json, read_npz, write_csv, write_json
-from seglib.models import save_checkpoint
 from seglib.prepared_meta import read_meta
 from seglib.resume import TrainingRun, training_key
+from seglib.runtime import use_runtime
 from seglib.train import choose_postprocessing, fit, per_process_batch
 
 

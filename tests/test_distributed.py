@@ -106,7 +106,7 @@ def test_train_stage_under_torchrun_writes_what_one_process_writes(tiny_built, t
     assert metrics["val"].keys() == json.loads(single[outputs[0]])["val"].keys()
     rows = list(csv.DictReader((root / outputs[1]).open()))
     assert [list(r) for r in rows] == [list(r) for r in csv.DictReader(single[outputs[1]].splitlines())]
-    from seglib.models import load_checkpoint
+    from seglib.checkpoint import load_checkpoint
     load_checkpoint(root / "models/unet/model.pt", CPU)
     assert not (root / "logs/resume/unet.pt").exists()
     assert "Data and pipelines are up to date" in dvc("status", "train@unet", cwd=root).stdout

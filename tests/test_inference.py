@@ -9,10 +9,12 @@ import torch.nn.functional as F
 
 from conftest import tiny_meta
 from seglib import config
+from seglib.checkpoint import load_checkpoint
 from seglib.errors import SegError
-from seglib.inference import Predictor, use_runtime
+from seglib.inference import Predictor
 from seglib.metrics import confusion
-from seglib.models import build_model, load_checkpoint
+from seglib.models import build_model
+from seglib.runtime import use_runtime
 from seglib.train import ConfusionMatrix
 from seglib.transforms import Augment, flip_batch, jitter_batch
 
@@ -135,14 +137,14 @@ def test_use_runtime_pins_threads_and_resolves_the_device():
 
 
 def test_fp16_needs_a_cuda_gpu():
-    from seglib.inference import check_precision
+    from seglib.runtime import check_precision
     check_precision(CPU, "bf16", "models.unet")
     with pytest.raises(SegError, match="models.unet.precision: fp16 .* on cpu use fp32 or bf16"):
         check_precision(CPU, "fp16", "models.unet")
 
 
 def test_bf16_on_a_cpu_that_cannot_use_bf16_units_is_warned_about(tmp_path, monkeypatch, capsys):
-    from seglib.inference import check_precision, cpu_bf16_slowness
+    from seglib.runtime import check_precision, cpu_bf16_slowness
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 fma avx512f\n")
     assert "no AMX or AVX512-BF16" in cpu_bf16_slowness(cpuinfo)
@@ -153,7 +155,7 @@ def test_bf16_on_a_cpu_that_cannot_use_bf16_units_is_warned_about(tmp_path, monk
     assert cpu_bf16_slowness(cpuinfo) is None
     assert cpu_bf16_slowness(tmp_path / "absent") is None  # flags unknown (not Linux): nothing to say
     # the train stage's check prints the warning once for bf16 on the CPU, and nothing for fp32
-    monkeypatch.setattr("seglib.inference.cpu_bf16_slowness", lambda: "is slow here")
+    monkeypatch.setattr("seglib.runtime.cpu_bf16_slowness", lambda: "is slow here")
     check_precision(CPU, "fp32", "models.unet")
     check_precision(CPU, "bf16", "models.unet")
     assert capsys.readouterr().out == "warning: models.unet.precision: bf16 is slow here\n"

@@ -14,7 +14,7 @@ from PIL import Image
 
 from bench.scratch import BIN, ENV, dvc, set_params, sh
 from seglib.io import TEMP_SUFFIX
-from seglib.models import load_checkpoint
+from seglib.checkpoint import load_checkpoint
 from tiny_project import copy_project
 
 # stage -> seconds after it starts: before its imports finish, mid-training, while writing outputs

@@ -6,11 +6,12 @@ import pytest
 import torch
 
 from conftest import tiny_meta
+from seglib.checkpoint import load_checkpoint, save_checkpoint
 from seglib.config import DeepLabV3Config, TrainConfig, UNetConfig
 from seglib.errors import SegError
 
 CPU = torch.device("cpu")
-from seglib.models import build_model, load_checkpoint, save_checkpoint
+from seglib.models import build_model
 from seglib.postprocess import ClassRule
 from seglib.resume import TrainingRun
 from seglib.train import cosine_factor, fit

@@ -6,10 +6,11 @@ from PIL import Image
 
 from conftest import run_module, tiny_meta
 from seglib import postprocess
+from seglib.checkpoint import save_checkpoint
 from seglib.config import UNetConfig
 from seglib.errors import SegError
 from seglib.inference import Ensemble, Predictor
-from seglib.models import build_model, save_checkpoint
+from seglib.models import build_model
 from seglib.postprocess import ClassRule
 
 CPU = torch.device("cpu")

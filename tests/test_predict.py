@@ -4,8 +4,9 @@ import pytest
 from PIL import Image
 
 from conftest import run_module, tiny_meta
+from seglib.checkpoint import save_checkpoint
 from seglib.config import UNetConfig
-from seglib.models import build_model, save_checkpoint
+from seglib.models import build_model
 
 GRAYS = [0, 128, 255]
 
@@ -64,7 +65,7 @@ def test_mismatched_checkpoint_is_rejected(tmp_path, checkpoint):
 
 def test_flips_and_batches_give_one_mask_per_image_in_the_dataset_grays(tmp_path, checkpoint):
     """More images than one batch (the checkpoint's batch size is 8), with test-time flips, from the library call."""
-    from seglib.predict import Inference, predict_folder
+    from seglib.predict import PredictOptions, predict_folder
     images = tmp_path / "in"
     images.mkdir()
     rng = np.random.default_rng(1)
@@ -72,8 +73,8 @@ def test_flips_and_batches_give_one_mask_per_image_in_the_dataset_grays(tmp_path
     for name, size in sizes.items():
         Image.fromarray(rng.integers(0, 255, size).astype(np.uint8)).save(images / name)
     plain, flipped = tmp_path / "plain", tmp_path / "flipped"
-    assert predict_folder(Inference((checkpoint,), "cpu"), images, {"--output": plain}) == []
-    assert predict_folder(Inference((checkpoint,), "cpu", ("h", "v")), images, {"--output": flipped}) == []
+    assert predict_folder(PredictOptions((checkpoint,), "cpu"), images, {"--output": plain}) == []
+    assert predict_folder(PredictOptions((checkpoint,), "cpu", ("h", "v")), images, {"--output": flipped}) == []
     for name, size in sizes.items():
         for folder in (plain, flipped):
             mask = np.asarray(Image.open(folder / name))

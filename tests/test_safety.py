@@ -13,9 +13,10 @@ import yaml
 from PIL import Image
 
 from conftest import REPO, run_module, square_pair, tiny_meta, write_pair
+from seglib.checkpoint import save_checkpoint
 from seglib.config import UNetConfig
 from seglib.io import TEMP_SUFFIX, atomic_path, write_json
-from seglib.models import build_model, save_checkpoint
+from seglib.models import build_model
 from seglib.split import split_by_subject
 from test_bad_input import assert_failed, preprocess, project, split  # noqa: F401 (project is a fixture)
 
