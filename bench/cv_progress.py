@@ -16,8 +16,9 @@ import dataclasses
 from pathlib import Path
 
 from seglib import config
-from seglib.crossval import pool, read_runs, report_lines, run_files
+from seglib.crossval import pool, read_runs, run_files
 from seglib.errors import SegError, run_cli
+from seglib.report import crossval_lines
 
 # compare's --test-metrics and --per-image in dvc.yaml
 TEST_METRICS, PER_IMAGE = "metrics/test", "plots/eval"
@@ -56,7 +57,7 @@ def progress(project, models=None):
         return [], missing, seed_study_missing
     test, rows, ensembles = read_runs(project / TEST_METRICS, project / PER_IMAGE, names, done, partial=True)
     result = pool(test, rows, done, config.section(params, "compare"), names, ensembles)
-    return report_lines(result), missing, seed_study_missing
+    return crossval_lines(result), missing, seed_study_missing
 
 
 def main(argv=None):

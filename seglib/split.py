@@ -80,44 +80,6 @@ def split_by_subject(pairs, units, val_fraction, test_fraction, seed):
     return {part: sorted(items) for part, items in split.items()}
 
 
-def assign_parts(units, grays, background, k, seed):
-    """unit -> part number 0..k-1: seeded, independent of file order, parts differing by at most one
-    unit, and the units that hold each rare class spread over the parts.
-
-    Units are ordered by the rarest foreground class they hold (the class held by
-    the fewest units first; units without foreground last), shuffled (seeded)
-    within that order, then dealt to the parts in turn.
-    """
-    keys = sorted(set(units.values()))
-    held = {u: set() for u in keys}
-    for image, unit in units.items():
-        held[unit].update(grays.get(image, ()))
-    holders = defaultdict(int)
-    for values in held.values():
-        for v in values - {background}:
-            holders[v] += 1
-    rank = np.random.Generator(np.random.PCG64(seed)).permutation(len(keys))
-
-    def rarest(i):
-        values = held[keys[i]] - {background}
-        return min(((holders[v], v) for v in values), default=(len(keys) + 1, 0))
-
-    order = sorted(range(len(keys)), key=lambda i: (rarest(i), rank[i]))
-    return {keys[i]: position % k for position, i in enumerate(order)}
-
-
-def cross_validation_folds(pairs, units, parts_of, k):
-    """Per fold i: test = part i, val = part i+1 (mod k), train = the rest; lists of [image, mask] sorted."""
-    folds = []
-    for i in range(k):
-        role = {i: "test", (i + 1) % k: "val"}
-        fold = {part: [] for part in PARTS}
-        for image, mask in pairs:
-            fold[role.get(parts_of[units[image]], "train")].append([image, mask])
-        folds.append({part: sorted(items) for part, items in fold.items()})
-    return folds
-
-
 def class_coverage(parts, grays, gray_values):
     """Warnings for classes absent from a part's masks; an error when one is absent from all training masks.
 
@@ -159,20 +121,3 @@ def read_split(path, fold=None):
         raise SegError(f"{path}: holds no fold {fold} (crossval.folds and the split stage's folds disagree); "
                        "run `dvc repro` to write the folds again")
     return {**split["folds"][fold], "units": split["units"]}
-
-
-def cross_validation(report, data_cfg, k):
-    """{"k", "parts" (unit -> part), "folds" (per fold: train/val/test like split_dataset's)} of a
-    checked dataset, for k folds (0: none); class-coverage warnings of each fold join the report's."""
-    if k == 0:
-        return {"k": 0, "parts": {}, "folds": []}
-    n = len(set(report.units.values()))
-    if k > n:
-        raise SegError(f"crossval.folds: {k} folds need at least {k} split units (subjects), the data has {n}; "
-                       "use fewer folds")
-    gray_values = sorted(data_cfg.gray_values or report.gray_counts)
-    parts = assign_parts(report.units, report.grays, gray_values[0], k, data_cfg.seed)
-    folds = cross_validation_folds(report.pairs, report.units, parts, k)
-    for i, fold in enumerate(folds):
-        report.warnings += [f"fold {i}: {w}" for w in class_coverage(fold, report.grays, gray_values)]
-    return {"k": k, "parts": parts, "folds": folds}

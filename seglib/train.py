@@ -210,16 +210,38 @@ def _set_random_state(generators, device, state):
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def fit(data, model_cfg, train_cfg, device, meta, run):
-    """Train `model_cfg` on `data` (prepared arrays of "train" and "val") on `device`; keep the epoch
-    with the best validation foreground Dice. `run` (seglib.resume.TrainingRun) names the model,
-    says which process this is, takes each epoch's log and state, and hands back a stopped run's
-    state to continue from."""
+@dataclasses.dataclass
+class Progress:
+    """What a run has done so far; saved with each epoch's state, so a resumed run continues it."""
+    history: list = dataclasses.field(default_factory=list)   # one row per epoch (the epoch log)
+    best: int = None                                          # the epoch of the best validation fg Dice
+    best_dice: float = -1.0
+    best_state: dict = None                                   # the model's state_dict at that epoch
+    best_scores: dict = None
+    seconds: list = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class Training:
+    """The objects of one training run, built by `setup`; `net` is the bare model (`model` wraps it
+    under DDP)."""
+    net: torch.nn.Module
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: object
+    scaler: object
+    loaders: tuple        # (train, val)
+    steps: tuple          # (training_step, validation_step)
+    generators: dict      # the random generators a resumed run restores
+    epochs: int
+
+
+def setup(data, model_cfg, train_cfg, device, meta, run):
+    """Loaders, model, optimiser, schedule and steps of a run, seeded in a fixed order."""
     world = run.world
     check_precision(device, model_cfg.precision, f"models.{run.name}")
     train_loader, val_loader = make_loaders(data, model_cfg, train_cfg, meta, run, device)
     torch.manual_seed(train_cfg.seed)
-    epochs = model_cfg.epochs or train_cfg.epochs
     net = build_model(model_cfg, meta.num_classes, train_cfg.bn_momentum)
     if model_cfg.weights:
         load_local_weights(net, model_cfg.weights)
@@ -229,58 +251,71 @@ def fit(data, model_cfg, train_cfg, device, meta, run):
     model = net if world.size == 1 else DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None)
     opt_class = torch.optim.AdamW if train_cfg.optimizer == "adamw" else torch.optim.Adam
     optimizer = opt_class(model.parameters(), lr=model_cfg.lr, weight_decay=train_cfg.weight_decay)
+    epochs = model_cfg.epochs or train_cfg.epochs
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: cosine_factor(e, epochs, train_cfg.lrf))
     scaler = grad_scaler(device, model_cfg.precision)
     criterion = functools.partial(segmentation_loss, kind=train_cfg.loss)
     augment = Augment(train_cfg, train_cfg.seed + 1 + world.rank)
-    train = training_step(model, criterion, optimizer, augment, model_cfg.precision, scaler)
-    validate = validation_step(net, criterion, model_cfg.precision)
+    steps = (training_step(model, criterion, optimizer, augment, model_cfg.precision, scaler),
+             validation_step(net, criterion, model_cfg.precision))
     generators = {"shuffle": train_loader.generator, "augment": augment.generator}
-    progress = {"history": [], "best": None, "best_dice": -1.0, "best_state": None, "best_scores": None,
-                "seconds": []}
+    return Training(net, model, optimizer, schedule, scaler, (train_loader, val_loader), steps, generators, epochs)
+
+
+def _resume(t, saved, run, device):
+    """A stopped run's state restored into `t`; its progress."""
+    t.net.load_state_dict(saved["model"])
+    t.optimizer.load_state_dict(saved["optimizer"])
+    t.schedule.load_state_dict(saved["schedule"])
+    t.scaler.load_state_dict(saved["scaler"])
+    _set_random_state(t.generators, device, saved["random"][run.world.rank])
+    progress = Progress(**{f.name: saved[f.name] for f in dataclasses.fields(Progress)})
+    if run.world.main:
+        print(f"[{run.name}] resuming after epoch {len(progress.history)}/{t.epochs} (state in {run.state})", flush=True)
+    return progress
+
+
+def fit(data, model_cfg, train_cfg, device, meta, run):
+    """Train `model_cfg` on `data` (prepared arrays of "train" and "val") on `device`; keep the epoch
+    with the best validation foreground Dice. `run` (seglib.resume.TrainingRun) names the model,
+    says which process this is, takes each epoch's log and state, and hands back a stopped run's
+    state to continue from."""
+    world, t = run.world, setup(data, model_cfg, train_cfg, device, meta, run)
+    (train_loader, val_loader), (train, validate) = t.loaders, t.steps
     saved = run.resume()
-    if saved is not None:
-        net.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        schedule.load_state_dict(saved["schedule"])
-        scaler.load_state_dict(saved["scaler"])
-        _set_random_state(generators, device, saved["random"][world.rank])
-        progress = {key: saved[key] for key in progress}
-        if world.main:
-            print(f"[{run.name}] resuming after epoch {len(progress['history'])}/{epochs} (state in {run.state})",
-                  flush=True)
-    for epoch in range(len(progress["history"]), epochs):
-        start, lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
-        tag = f"{run.name} {epoch + 1}/{epochs}"
+    progress = Progress() if saved is None else _resume(t, saved, run, device)
+    for epoch in range(len(progress.history), t.epochs):
+        start, lr = time.perf_counter(), t.optimizer.param_groups[0]["lr"]
+        tag = f"{run.name} {epoch + 1}/{t.epochs}"
         train_matrix, val_matrix = (ConfusionMatrix(meta.num_classes, device) for _ in range(2))
         if isinstance(train_loader.sampler, DistributedSampler):
             train_loader.sampler.set_epoch(epoch)  # a new seeded shuffle per epoch in every process
-        model.train()
+        t.model.train()
         train_loss = summed_over(world, train_matrix, *run_epoch(train_loader, train, train_matrix, f"train {tag}"))
-        schedule.step()
-        model.eval()
-        world.share_buffers(net)  # every process validates the same weights and statistics
+        t.schedule.step()
+        t.model.eval()
+        world.share_buffers(t.net)  # every process validates the same weights and statistics
         val_loss = summed_over(world, val_matrix, *run_epoch(val_loader, validate, val_matrix, f"valid {tag}"))
-        progress["seconds"].append(time.perf_counter() - start)
+        progress.seconds.append(time.perf_counter() - start)
         row = {"epoch": epoch + 1, "lr": lr, **_epoch_row("train", train_loss, train_matrix.numpy()),
                **_epoch_row("val", val_loss, val_matrix.numpy())}
-        progress["history"].append(row)
+        progress.history.append(row)
         dice = row["val_dice"] if not math.isnan(row["val_dice"]) else -1.0
-        if dice > progress["best_dice"]:
-            progress.update(best=epoch + 1, best_dice=dice, best_state=copy.deepcopy(net.state_dict()),
-                            best_scores=scores(val_matrix.numpy()))
+        if dice > progress.best_dice:
+            progress.best, progress.best_dice = epoch + 1, dice
+            progress.best_state, progress.best_scores = copy.deepcopy(t.net.state_dict()), scores(val_matrix.numpy())
         if world.main:
-            tqdm.write(f"[{run.name}] epoch {epoch + 1}/{epochs} lr {lr:.2e} | train loss {train_loss:.4f} "
+            tqdm.write(f"[{run.name}] epoch {epoch + 1}/{t.epochs} lr {lr:.2e} | train loss {train_loss:.4f} "
                        f"dice {row['train_dice']:.4f} | val loss {val_loss:.4f} iou {row['val_iou']:.4f} "
-                       f"dice {row['val_dice']:.4f}{' *' if progress['best'] == epoch + 1 else ''}")
+                       f"dice {row['val_dice']:.4f}{' *' if progress.best == epoch + 1 else ''}")
             sys.stdout.flush()  # one line per epoch, visible as it happens in a piped log
-        random = world.gather(_random_state(generators, device))  # every process's, for an exact resume
-        run.epoch_done(progress["history"], {
-            "model": net.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-            "scaler": scaler.state_dict(), "random": random, **progress})
-    net.load_state_dict(progress["best_state"])
-    return FitResult(progress["history"], progress["best"], progress["best_scores"], net.eval(),
-                     count_parameters(net), progress["seconds"])
+        random = world.gather(_random_state(t.generators, device))  # every process's, for an exact resume
+        run.epoch_done(progress.history, {
+            "model": t.net.state_dict(), "optimizer": t.optimizer.state_dict(), "schedule": t.schedule.state_dict(),
+            "scaler": t.scaler.state_dict(), "random": random, **vars(progress)})
+    t.net.load_state_dict(progress.best_state)
+    return FitResult(progress.history, progress.best, progress.best_scores, t.net.eval(),
+                     count_parameters(t.net), progress.seconds)
 
 
 def choose_postprocessing(result, data, model_cfg, meta, device):

@@ -17,12 +17,13 @@ import os
 from pathlib import Path
 
 from seglib import config
-from seglib.compare import compare_models, report_html, report_markdown
+from seglib.compare import compare_models
 from seglib.crossval import pool, read_runs
 from seglib.errors import run_cli
 from seglib.io import read_csv, read_json, save_figure, write_csv, write_json, write_text
 from seglib.metrics import EPOCH_METRICS
 from seglib.plots import comparison_figure, subject_differences_figure
+from seglib.report import report_html, report_markdown
 
 
 def main(argv=None):

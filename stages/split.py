@@ -9,8 +9,9 @@ import argparse
 from seglib import config
 from seglib.check import check_dataset
 from seglib.errors import run_cli
+from seglib.folds import cross_validation
 from seglib.io import write_json
-from seglib.split import PARTS, cross_validation, split_dataset
+from seglib.split import PARTS, split_dataset
 
 
 def main(argv=None):

@@ -1,8 +1,9 @@
 """compare for any number of models: the table, the leaders, the pairs and both reports."""
 import pytest
 
-from seglib.compare import compare_models, report_html, report_markdown
+from seglib.compare import compare_models
 from seglib.config import CompareConfig
+from seglib.report import report_html, report_markdown
 
 
 def _inputs(name, dice_by_image, epoch):

@@ -7,7 +7,7 @@ import pytest
 
 from seglib import config
 from seglib.errors import SegError
-from seglib.split import assign_parts, cross_validation_folds
+from seglib.folds import assign_parts, cross_validation_folds
 from test_bad_input import project, split  # noqa: F401 (fixture)
 
 
@@ -324,7 +324,7 @@ def test_verdict_needs_an_interval_without_zero_and_a_significant_sign_flip_test
 
 
 def test_report_shows_undefined_scores_as_n_a():
-    from seglib.crossval import report_lines
+    from seglib.report import crossval_lines
     result = {"folds": 3, "seeds": [0], "subjects": 3,
               "models": {m: {"pooled": {k: (float("nan") if k == "fg_precision" else 0.5) for k in
                                         ("fg_dice", "fg_iou", "fg_precision", "fg_recall", "accuracy")},
@@ -338,7 +338,7 @@ def test_report_shows_undefined_scores_as_n_a():
                          for m in ("a", "b")},
               "per_subject_dice": {"a": {"S1": 0.5}, "b": {"S1": 0.4}},
               "paired_subject_dice": {"a_minus_b": {"verdict": "no detectable difference"}}}
-    text = "\n".join(report_lines(result))
+    text = "\n".join(crossval_lines(result))
     assert "| pooled fg_precision | n/a | n/a |" in text and "nan" not in text
     assert "| sd between seeds (fg Dice) | n/a | n/a |" in text
     assert "| pooled fg_dice, post-processed | n/a | n/a |" in text and "seed ensemble" not in text
@@ -348,11 +348,11 @@ def test_report_shows_undefined_scores_as_n_a():
     assert "| fold 0: sd between 2 seeds | 0.0700 | 0.0700 |" in text and "ensemble" not in text
     # a run still going: b's fold ensembles scored, a's not yet
     result["models"]["b"]["seed_ensemble"] = {"pooled": {"fg_dice": 0.6}, "pooled_postprocessed": {"fg_dice": 0.7}}
-    text = "\n".join(report_lines(result))
+    text = "\n".join(crossval_lines(result))
     assert "| seed ensemble pooled fg_dice | n/a | 0.6000 |" in text
     assert "| seed ensemble pooled fg_dice, post-processed | n/a | 0.7000 |" in text
     result["models"]["a"]["seed_study"]["0"]["ensemble_fg_dice"] = 0.65
-    text = "\n".join(report_lines(result))
+    text = "\n".join(crossval_lines(result))
     assert "| fold 0: 2 seeds as one ensemble | 0.6500 | n/a |" in text
     assert "2-seed ensemble, post-processed" not in text
 

@@ -1,0 +1,123 @@
+"""The report: the side-by-side table, the paired sentences and the cross-validation section, as
+markdown and as one self-contained HTML page."""
+import base64
+import html
+from pathlib import Path
+
+from seglib.compare import COLUMNS
+from seglib.crossval import POOLED_KEYS
+
+
+def format_score(value):
+    """A score in a report table: 4 decimals, n/a where undefined (None, or NaN as in the JSON)."""
+    return "n/a" if value is None or value != value else f"{value:.4f}"
+
+
+def crossval_lines(result):
+    """The cross-validation section of the report (markdown lines)."""
+    models = list(result["models"])
+    summaries = [result["models"][m] for m in models]
+
+    def row(title, values):
+        return f"| {title} | " + " | ".join(map(format_score, values)) + " |"
+
+    def scored_rows(title, values):  # left out where no model has the score (not scored yet, or not asked for)
+        return [row(title, values)] if any(v is not None for v in values) else []
+
+    out = ["## Cross-validation", "",
+           f"{result['folds']} folds x {len(result['seeds'])} seed(s); every one of {result['subjects']} subjects "
+           "scored once per seed by models that neither trained on it nor chose an epoch on it.", "",
+           "| | " + " | ".join(models) + " |", "|" + "---|" * (len(models) + 1)]
+    out += [row(f"pooled {key}", [s["pooled"][key] for s in summaries]) for key in POOLED_KEYS]
+    out.append(row("pooled fg_dice, post-processed", [s["pooled_postprocessed"]["fg_dice"] for s in summaries]))
+    out.append(row("mean slice fg Dice", [s["slice_fg_dice"]["mean"] for s in summaries]))
+    out.append("| its 95% interval (bootstrap by subject) | " + " | ".join(
+        "[" + ", ".join(map(format_score, s["slice_fg_dice"]["ci95"])) + "]" for s in summaries) + " |")
+    for kind, title in (("pooled", ""), ("pooled_postprocessed", ", post-processed")):
+        out += scored_rows(f"seed ensemble pooled fg_dice{title}",
+                           [s["seed_ensemble"] and s["seed_ensemble"][kind]["fg_dice"] for s in summaries])
+    for fold in summaries[0]["fold_fg_dice"]:
+        out.append(row(f"fold {fold} fg_dice (mean of seeds)", [s["fold_fg_dice"][fold] for s in summaries]))
+        out.append(row(f"fold {fold} fg_dice, post-processed",
+                       [s["fold_fg_dice_postprocessed"][fold] for s in summaries]))
+    for key, title in (("fold_sd", "sd between folds (fg Dice)"), ("seed_sd", "sd between seeds (fg Dice)")):
+        out.append(row(title, [s[key] for s in summaries]))
+    for fold, first in summaries[0]["seed_study"].items():
+        n = len(first["fg_dice_by_seed"])
+        for key, title in (("mean", f"fold {fold}: mean fg Dice of {n} seeds"),
+                           ("seed_sd", f"fold {fold}: sd between {n} seeds"),
+                           ("ensemble_fg_dice", f"fold {fold}: {n} seeds as one ensemble"),
+                           ("ensemble_fg_dice_postprocessed", f"fold {fold}: {n}-seed ensemble, post-processed")):
+            out += scored_rows(title, [s["seed_study"][fold][key] for s in summaries])
+    out += [""] + [f"- {p['verdict']}" for p in result["paired_subject_dice"].values()]
+    out += ["", "Per subject (mean image Dice over its slices and the seeds), hardest first:", "",
+            "| subject | " + " | ".join(models) + " |", "|" + "---|" * (len(models) + 1)]
+    subjects = sorted(result["per_subject_dice"][models[0]], key=lambda s: result["per_subject_dice"][models[0]][s])
+    out += [row(s, [result["per_subject_dice"][m].get(s) for m in models]) for s in subjects]
+    return out
+
+
+def _fmt(value):
+    return format_score(value) if value is None or isinstance(value, float) else str(value)
+
+
+def table_rows(result):
+    """Header and rows of the side-by-side table (one column per model)."""
+    models = list(result["models"])
+    header = ["", *models]
+    rows = [[title, *[_fmt(result["models"][m][key]) for m in models]] for key, title, _ in COLUMNS]
+    rows.append(["post-processing (chosen on validation)", *[result["models"][m]["postprocess"] for m in models]])
+    rows.append(["best epoch", *[str(result["models"][m]["best_epoch"]) for m in models]])
+    rows.append(["parameters", *[f"{result['models'][m]['parameters']:,}" for m in models]])
+    return header, rows
+
+
+def paired_sentences(result):
+    """One sentence per pair of models: the mean per-image Dice difference, its interval and p-value."""
+    lines = []
+    for pair, stat in result["paired_image_dice"].items():
+        if not stat["n"]:
+            continue
+        a, b = pair.split("_minus_")
+        lo, hi = stat["ci95"]
+        lines.append(f"{a} - {b}: mean per-image Dice difference {stat['mean_diff']:+.4f} "
+                     f"(95% bootstrap CI {lo:+.4f} to {hi:+.4f}; paired permutation p = {stat['p_value']:.4g}; "
+                     f"{stat['n']} test images from {stat['units']} {stat['unit']}s, resampled by {stat['unit']})")
+    return lines
+
+
+TIMING_NOTE = ("Timings are not part of this report, so identical runs give identical bytes: "
+               "see logs/timing/ after a run.")
+
+
+def report_markdown(result, figures, title="Model comparison"):
+    header, rows = table_rows(result)
+    out = [f"# {title}", "", "Test split scores at each image's original size; fg = mean over foreground classes. "
+           "Distances in the units of metrics/test/<model>.json (pixels unless evaluate.pixel_spacing or subject_spacing is set). "
+           + TIMING_NOTE, "",
+           "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    out += ["", "## Paired difference over test images", ""] + [f"- {s}" for s in paired_sentences(result)]
+    if "crossval" in result:
+        out += [""] + crossval_lines(result["crossval"])
+    out += ["", "## Figures", ""] + [f"![{Path(f).stem}]({f})" for f in figures]
+    return "\n".join(out) + "\n"
+
+
+def report_html(result, figure_files, title="Model comparison"):
+    """The same report as one self-contained HTML file: figures embedded, no network needed."""
+    header, rows = table_rows(result)
+    cells = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+    images = "".join(
+        f'<figure><img alt="{html.escape(Path(f).stem)}" src="data:image/png;base64,'
+        f'{base64.b64encode(Path(f).read_bytes()).decode()}"><figcaption>{html.escape(Path(f).stem)}</figcaption></figure>'
+        for f in figure_files)
+    paired = "".join(f"<li>{html.escape(s)}</li>" for s in paired_sentences(result))
+    if "crossval" in result:  # its tables as the markdown text, which reads as a table in plain text
+        paired += f"<pre>{html.escape(chr(10).join(crossval_lines(result['crossval'])))}</pre>"
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
+            "body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
+            "td,th{border:1px solid #bbb;padding:4px 8px;text-align:right}img{max-width:100%}</style></head>"
+            f"<body><h1>{html.escape(title)}</h1><p>{html.escape(TIMING_NOTE)}</p><table><tr>{cells}</tr>{body}</table>"
+            f"<h2>Paired difference over test images</h2><ul>{paired}</ul><h2>Figures</h2>{images}</body></html>\n")
