@@ -4,6 +4,8 @@ python -m seglib synth   --out data                      write the built-in synt
 python -m seglib check   --images DIR --masks DIR        check a dataset (the split stage's check)
 python -m seglib predict --checkpoint models/unet/model.pt [more.pt ...] --input DIR --output DIR
                          [--overlays DIR] [--overwrite] [--flips h v] [--no-postprocess] [--device auto]
+python -m seglib summary                                 each model's test Dice, the verdict, and the run
+                                                         against the committed reference (make pipeline's end)
 """
 import argparse
 import inspect
@@ -49,6 +51,11 @@ def _predict(args):
         sys.exit(1)
 
 
+def _summary(args):
+    from seglib.summary import summary
+    print("\n".join(summary(args.root)))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m seglib", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -76,8 +83,10 @@ def main(argv=None):
                               "vertically (v) flipped image's")
     predict.add_argument("--no-postprocess", action="store_true",
                          help="raw masks: skip the post-processing rules the checkpoint chose on validation")
+    summary = sub.add_parser("summary", help="the run's headline and how it stands against the committed reference")
+    summary.add_argument("--root", default=".", help="the project (a Git repository after `dvc repro`)")
     args = parser.parse_args(argv)
-    {"synth": _synth, "check": _check, "predict": _predict}[args.command](args)
+    {"synth": _synth, "check": _check, "predict": _predict, "summary": _summary}[args.command](args)
 
 
 def cli():

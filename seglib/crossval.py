@@ -19,7 +19,7 @@ import numpy as np
 from seglib.errors import SegError
 from seglib.io import read_csv, read_json
 from seglib.metrics import image_dice, scores, subject_means
-from seglib.stats import mean_interval, paired_difference
+from seglib.stats import mean_interval, paired_difference, verdict
 
 POOLED_KEYS = ("fg_dice", "fg_iou", "fg_precision", "fg_recall", "accuracy")
 
@@ -124,28 +124,6 @@ def _seed_mean_dice(rows, model, folds, seeds):
     per_seed = [image_dice([r for f in folds for r in rows[model, f, s]]) for s in seeds]
     subject = {r["image"]: str(r["subject"]) for f in folds for r in rows[model, f, seeds[0]]}
     return {image: float(np.mean([d[image] for d in per_seed])) for image in per_seed[0]}, subject
-
-
-def verdict(a, b, stat, wins, totals):
-    """One sentence in plain words: who is ahead and how surely, or that no difference is detectable.
-
-    Ahead means both the bootstrap interval excludes 0 and the sign-flip test
-    gives p < 0.05: with few subjects the bootstrap alone is overconfident (4
-    subjects cannot reach p < 0.125). wins[m] = (folds, seeds) in which m
-    scored higher; totals = (folds, seeds).
-    """
-    if stat["n"] == 0:
-        return f"{a} and {b}: no image scored by both"
-    lo, hi = stat["ci95"]
-    evidence = f"over {stat['units']} subjects, sign-flip p = {stat['p_value']:.3g}"
-    if lo <= 0 <= hi or stat["p_value"] >= 0.05:
-        return (f"no detectable difference between {a} and {b}: {stat['mean_diff']:+.3f} Dice "
-                f"[{lo:+.3f}, {hi:+.3f}] {evidence}")
-    leader, other = (a, b) if stat["mean_diff"] > 0 else (b, a)
-    lo, hi = (lo, hi) if leader == a else (-hi, -lo)
-    folds, seeds = wins[leader]
-    return (f"{leader} ahead of {other} by {abs(stat['mean_diff']):.3f} Dice [{lo:.3f}, {hi:.3f}] {evidence}, "
-            f"in {folds} of {totals[0]} folds and {seeds} of {totals[1]} seeds")
 
 
 def pool(test, rows, cv_cfg, cmp_cfg, models, ensembles):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from seglib import config
+from seglib import CPU_PINS, config
 from seglib.errors import SegError
 
 
@@ -63,6 +63,18 @@ def cpu_name(cpuinfo="/proc/cpuinfo"):
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown CPU"
+
+
+def describe(device):
+    """What a run computed on, as its results record it: the GPU, or the CPU model with the thread count
+    and whether the ISA pins held (the three things that change CPU results bit for bit)."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (cuda)"
+    if device.type != "cpu":
+        return device.type
+    pinned = all(os.environ.get(key) == value for key, value in CPU_PINS.items())
+    pins = "ISA pinned to AVX2" if pinned else "native ISA"
+    return f"{cpu_name()} (cpu, {torch.get_num_threads()} threads, {pins})"
 
 
 def cpu_flags(cpuinfo="/proc/cpuinfo"):

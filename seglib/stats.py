@@ -63,3 +63,27 @@ def mean_interval(values, groups=None, n_boot=2000, seed=0):
     rng = np.random.Generator(np.random.PCG64(seed))
     return {"n": int(values.size), "units": int(len(sums)), "mean": float(values.mean()),
             "ci95": bootstrap_ci(sums, counts, n_boot, rng)}
+
+
+def verdict(a, b, stat, wins=None, totals=None):
+    """One sentence in plain words: who is ahead and how surely, or that no difference is detectable.
+
+    Ahead means both the bootstrap interval excludes 0 and the sign-flip test
+    gives p < 0.05: with few subjects the bootstrap alone is overconfident (4
+    subjects cannot reach p < 0.125). For cross-validation, wins[m] = (folds,
+    seeds) in which m scored higher and totals = (folds, seeds) end the sentence.
+    """
+    if stat["n"] == 0:
+        return f"{a} and {b}: no image scored by both"
+    lo, hi = stat["ci95"]
+    evidence = f"over {stat['units']} {stat['unit']}s, sign-flip p = {stat['p_value']:.3g}"
+    if lo <= 0 <= hi or stat["p_value"] >= 0.05:
+        return (f"no detectable difference between {a} and {b}: {stat['mean_diff']:+.3f} Dice "
+                f"[{lo:+.3f}, {hi:+.3f}] {evidence}")
+    leader, other = (a, b) if stat["mean_diff"] > 0 else (b, a)
+    lo, hi = (lo, hi) if leader == a else (-hi, -lo)
+    sentence = f"{leader} ahead of {other} by {abs(stat['mean_diff']):.3f} Dice [{lo:.3f}, {hi:.3f}] {evidence}"
+    if wins is None:
+        return sentence
+    folds, seeds = wins[leader]
+    return f"{sentence}, in {folds} of {totals[0]} folds and {seeds} of {totals[1]} seeds"

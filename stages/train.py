@@ -29,7 +29,7 @@ from seglib.errors import run_cli
 from seglib.io import read_json, read_npz, write_csv, write_json
 from seglib.prepared_meta import read_meta
 from seglib.resume import TrainingRun, training_key
-from seglib.runtime import use_runtime
+from seglib.runtime import describe, use_runtime
 from seglib.train import choose_postprocessing, fit, per_process_batch
 
 
@@ -76,7 +76,7 @@ def train(args, configs, world, device):
     write_json(args.metrics, {"best_epoch": result.best_epoch, "parameters": result.parameters,
                               "val": {k: best[k] for k in ("accuracy", "fg_dice", "fg_iou", "fg_precision",
                                                            "fg_recall", "mean_dice", "mean_iou", "dice", "iou")},
-                              "postprocess": report})
+                              "postprocess": report, "trained_on": describe(device)})
     write_json(args.timing, {"seconds_per_epoch": result.seconds_per_epoch,
                              "train_seconds": sum(result.seconds_per_epoch)})
     run.finish()

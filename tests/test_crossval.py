@@ -131,14 +131,14 @@ def test_tiny_cross_validation_through_dvc(tiny_ran, tmp_path):
     # the folds on the committed hold-out run: the hold-out split is the same, so nothing of it retrains
     set_params(root, {"crossval.folds": list(folds), "crossval.seeds": [0]})
     ran = ran_stages(dvc("repro", cwd=root).stdout)
-    assert ran == ({"split", "compare"} | {f"cv-preprocess@{f}" for f in folds}
+    assert ran == ({"check-params", "split", "compare"} | {f"cv-preprocess@{f}" for f in folds}
                    | {f"cv-{s}@{m}-{f}-0" for s in ("train", "evaluate") for m in models for f in folds}
                    | {f"cv-ensemble@{m}-{f}" for m in models for f in folds})
     # a second seed: only its runs, the ensembles and the comparison are new; nothing finished is redone
     set_params(root, {"crossval.seeds": list(seeds)})
     ran = ran_stages(dvc("repro", cwd=root).stdout)
     assert ran == ({f"cv-{s}@{m}-{f}-1" for s in ("train", "evaluate") for m in models for f in folds}
-                   | {f"cv-ensemble@{m}-{f}" for m in models for f in folds} | {"compare"})
+                   | {f"cv-ensemble@{m}-{f}" for m in models for f in folds} | {"check-params", "compare"})
     # an ensemble's upstream is its own model and fold's runs, not every checkpoint in models/cv
     upstream = dvc("dag", "--dot", "cv-ensemble@unet-0", cwd=root).stdout
     assert set(re.findall(r"cv-train@[\w-]+", upstream)) == {"cv-train@unet-0-0", "cv-train@unet-0-1"}
@@ -184,7 +184,7 @@ def test_tiny_cross_validation_through_dvc(tiny_ran, tmp_path):
 
     sh("git", "add", "-A", cwd=root)
     sh("git", "commit", "-qm", "cross-validation run", cwd=root)
-    assert ran_stages(dvc("exp", "run", "-S", "model=deeplabv3", cwd=root).stdout) == {"compare"}
+    assert ran_stages(dvc("exp", "run", "-S", "model=deeplabv3", cwd=root).stdout) == {"check-params", "compare"}
     dvc("exp", "apply", "HEAD", cwd=root, check=False)
     sh("git", "checkout", "--", ".", cwd=root)
     # a seed study: one more seed on fold 1 only; the pooled scores keep the seeds every fold has
@@ -192,7 +192,7 @@ def test_tiny_cross_validation_through_dvc(tiny_ran, tmp_path):
     set_params(root, {"crossval.extra_seeds": [3], "crossval.extra_seed_folds": [1]})
     ran = ran_stages(dvc("repro", cwd=root).stdout)
     assert ran == ({f"cv-{s}-extra@{m}-1-3" for s in ("train", "evaluate") for m in models}
-                   | {f"cv-ensemble@{m}-{f}" for m in models for f in folds} | {"compare"})
+                   | {f"cv-ensemble@{m}-{f}" for m in models for f in folds} | {"check-params", "compare"})
     cv = json.loads((root / "metrics/compare.json").read_text())["crossval"]
     report = (root / "reports/report.md").read_text()
     for model in models:
@@ -304,23 +304,32 @@ def test_cv_progress_pools_the_finished_folds_and_names_the_rest(tmp_path):
 
 
 @pytest.mark.parametrize("stat, expected", [
-    ({"n": 40, "units": 4, "mean_diff": 0.48, "ci95": [0.36, 0.61], "p_value": 0.125},
+    ({"n": 40, "units": 4, "unit": "subject", "mean_diff": 0.48, "ci95": [0.36, 0.61], "p_value": 0.125},
      "no detectable difference between unet and deeplabv3: +0.480 Dice [+0.360, +0.610] over 4 subjects, "
      "sign-flip p = 0.125"),
-    ({"n": 500, "units": 50, "mean_diff": 0.03, "ci95": [0.02, 0.05], "p_value": 0.001},
+    ({"n": 500, "units": 50, "unit": "subject", "mean_diff": 0.03, "ci95": [0.02, 0.05], "p_value": 0.001},
      "unet ahead of deeplabv3 by 0.030 Dice [0.020, 0.050] over 50 subjects, sign-flip p = 0.001, "
      "in 5 of 5 folds and 3 of 3 seeds"),
-    ({"n": 500, "units": 50, "mean_diff": -0.02, "ci95": [-0.04, -0.01], "p_value": 0.01},
+    ({"n": 500, "units": 50, "unit": "subject", "mean_diff": -0.02, "ci95": [-0.04, -0.01], "p_value": 0.01},
      "deeplabv3 ahead of unet by 0.020 Dice [0.010, 0.040] over 50 subjects, sign-flip p = 0.01, "
      "in 4 of 5 folds and 2 of 3 seeds"),
-    ({"n": 500, "units": 50, "mean_diff": 0.004, "ci95": [-0.002, 0.01], "p_value": 0.2},
+    ({"n": 500, "units": 50, "unit": "subject", "mean_diff": 0.004, "ci95": [-0.002, 0.01], "p_value": 0.2},
      "no detectable difference between unet and deeplabv3: +0.004 Dice [-0.002, +0.010] over 50 subjects, "
      "sign-flip p = 0.2"),
 ])
 def test_verdict_needs_an_interval_without_zero_and_a_significant_sign_flip_test(stat, expected):
-    from seglib.crossval import verdict
+    from seglib.stats import verdict
     wins = {"unet": (5, 3), "deeplabv3": (4, 2)}
     assert verdict("unet", "deeplabv3", stat, wins, (5, 3)) == expected
+
+
+def test_a_hold_out_verdict_names_its_units_and_no_folds():
+    from seglib.stats import verdict
+    stat = {"n": 36, "units": 6, "unit": "subject", "mean_diff": 0.2178, "ci95": [0.1836, 0.2567], "p_value": 0.03125}
+    assert verdict("unet", "deeplabv3", stat) == \
+        "unet ahead of deeplabv3 by 0.218 Dice [0.184, 0.257] over 6 subjects, sign-flip p = 0.0312"
+    by_image = {**stat, "unit": "image", "units": 36}
+    assert verdict("deeplabv3", "unet", by_image).endswith("over 36 images, sign-flip p = 0.0312")
 
 
 def test_report_shows_undefined_scores_as_n_a():

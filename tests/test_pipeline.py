@@ -35,7 +35,7 @@ def test_repro_leaves_status_clean_and_writes_outputs(tiny_repo):
 
 def test_model_switch_reruns_only_the_comparison(tiny_repo):
     out = dvc("exp", "run", "-S", "model=deeplabv3", cwd=tiny_repo)
-    assert ran_stages(out.stdout) == {"compare"}
+    assert ran_stages(out.stdout) == {"check-params", "compare"}  # the check runs first, on any change
     assert json.loads((tiny_repo / "metrics/eval.json").read_text())["model"] == "deeplabv3"
     diff = json.loads(dvc("metrics", "diff", "--json", cwd=tiny_repo).stdout)
     assert diff["metrics/eval.json"]["model"] == {"old": "unet", "new": "deeplabv3"}
@@ -107,7 +107,7 @@ def test_a_third_model_is_one_models_entry_and_its_plot_lines(tiny_repo):
     (tiny_repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     try:
         out = dvc("repro", cwd=tiny_repo)
-        assert ran_stages(out.stdout) == {"train@small", "evaluate@small", "compare"}
+        assert ran_stages(out.stdout) == {"check-params", "train@small", "evaluate@small", "compare"}
         compare = json.loads((tiny_repo / "metrics/compare.json").read_text())
         assert set(compare["models"]) == {"unet", "deeplabv3", "small"}
         assert json.loads((tiny_repo / "metrics/test/small.json").read_text())["model"] == "small"

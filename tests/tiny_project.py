@@ -11,7 +11,7 @@ TINY = {
     "models.unet.width": 4, "models.unet.batch_size": 4, "models.deeplabv3.batch_size": 4,
     "compare.bootstrap": 200, "compare.permutations": 200,
 }
-DEFAULT_STAGES = {"split", "preprocess-gray-map", "train@unet", "train@deeplabv3",
+DEFAULT_STAGES = {"check-params", "split", "preprocess-gray-map", "train@unet", "train@deeplabv3",
                   "evaluate@unet", "evaluate@deeplabv3", "compare"}
 
 

@@ -1,0 +1,40 @@
+"""`python -m seglib summary`, the end of `make pipeline`: the headline table, the verdict, and the run
+against the committed reference, on a copy of the shared tiny project."""
+import json
+
+from bench.scratch import sh
+from conftest import run_module
+from tiny_project import copy_project
+
+
+def test_summary_says_identical_or_by_how_much_and_on_what_it_differs(tiny_ran, tmp_path):
+    root = copy_project(tiny_ran, tmp_path / "repo")
+    out = run_module("seglib", "summary", "--root", root)
+    assert out.returncode == 0, out.stderr
+    compare = json.loads((root / "metrics/compare.json").read_text())
+    unet = compare["models"]["unet"]
+    assert f"| unet | {unet['test_fg_dice']:.4f} | {unet['test_fg_dice_postprocessed']:.4f} | {unet['best_epoch']} |" \
+        in out.stdout
+    assert "Test split: " in out.stdout and ("ahead of" in out.stdout or "no detectable difference" in out.stdout)
+    assert out.stdout.rstrip().endswith("Identical to the committed reference: every metric file has the committed bytes.")
+    here = json.loads((root / "metrics/train/unet.json").read_text())["trained_on"]
+    assert "(cpu, 2 threads, ISA pinned to AVX2)" in here
+
+    # a reference made elsewhere: UNet's test Dice 0.0125 higher, trained on another CPU
+    trained = ("metrics/train/unet.json", "metrics/train/deeplabv3.json")
+    workspace = {p: (root / p).read_bytes() for p in ("metrics/compare.json", *trained)}
+    reference = json.loads(workspace["metrics/compare.json"])
+    reference["models"]["unet"]["test_fg_dice"] += 0.0125
+    (root / "metrics/compare.json").write_text(json.dumps(reference))
+    for path in trained:
+        (root / path).write_text(json.dumps({**json.loads(workspace[path]), "trained_on": "Other CPU (cpu, 2 threads)"}))
+    sh("git", "commit", "-qam", "a reference from another CPU", cwd=root)
+    for path, content in workspace.items():
+        (root / path).write_bytes(content)
+    out = run_module("seglib", "summary", "--root", root)
+    assert ("Differs from the committed reference by at most 0.0125 test Dice (3 metric files changed); "
+            "the reference was trained on Other CPU (cpu, 2 threads), " + here) in out.stdout, out.stdout
+    assert "rerunning on this machine gives identical bytes" in out.stdout
+
+    missing = run_module("seglib", "summary", "--root", tmp_path)
+    assert missing.returncode == 2 and "metrics/compare.json: not found; run `dvc repro` first" in missing.stderr
