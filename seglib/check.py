@@ -42,6 +42,20 @@ class DatasetReport:
         }
 
 
+def check_subject_keys(keys, where, image_dir, group_regex):
+    """Settings keyed by subject (evaluate.subject_spacing) must name subjects that exist: the subject ids
+    data.group_regex gives the file names of `image_dir` (an unknown key would silently be ignored)."""
+    if not keys or not Path(image_dir).is_dir():
+        return  # nothing keyed, or no data yet: the split stage names a missing folder
+    subjects = {subject_of(p.name, group_regex) for p in list_images(image_dir)} - {None}
+    unknown = sorted(set(keys) - subjects)
+    if unknown:
+        known = sorted(subjects)
+        shown = ", ".join(known[:10]) + (f" and {len(known) - 10} more" if len(known) > 10 else "")
+        raise SegError(f"{where}: {', '.join(unknown)} match(es) no subject of {image_dir} (data.group_regex "
+                       f"{group_regex!r} gives: {shown}); use those ids")
+
+
 def mask_name_for(image_name, image_token, mask_token):
     """The mask stem for an image: its stem with `image_token` swapped for `mask_token`."""
     stem = Path(image_name).stem
@@ -216,9 +230,11 @@ def check_dataset(image_dir, mask_dir, data_cfg, max_pixels):
                            empty, warnings)
     levels = len(gray_counts) if data_cfg.gray_values is None else 0
     if levels > data_cfg.max_classes:
+        worst = sorted(kept, key=lambda pair: (-len(grays[pair[0]]), pair[1]))[:5]
+        named = ", ".join(f"{mask} ({len(grays[image])} values)" for image, mask in worst)
         errors.append(f"{mask_dir}: masks hold {levels} distinct gray values, more than data.max_classes "
                       f"({data_cfg.max_classes}); masks must hold one gray value per class "
-                      "(resampled or JPEG masks do not), or raise max_classes")
+                      f"(resampled or JPEG masks do not), or raise max_classes. Most values: {named}")
     if errors:
         raise SegError(format_problems(errors))
     if empty and len(empty) == len(kept):

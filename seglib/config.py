@@ -9,7 +9,7 @@ import difflib
 import math
 import re
 import typing
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Optional
 
 import yaml
@@ -146,6 +146,7 @@ class RuntimeConfig:
 
 
 MAX_EPOCHS = 10000
+WEIGHTS_DIR = "weights"  # starting weights live here; train stages depend on the folder
 PRECISIONS = ("fp32", "bf16", "fp16")  # fp16: CUDA only, with a gradient scaler
 NORMS = ("batch", "instance")
 BACKBONES = ("mobilenet_v3_large", "resnet50", "resnet101")
@@ -161,11 +162,15 @@ class ModelConfig:
     epochs: Optional[int] = None    # None: train.epochs
     input_scale: float = 1.0
     precision: str = "fp32"
-    weights: Optional[str] = None   # a local state-dict file to start from
+    weights: Optional[str] = None   # a local state-dict file under weights/ to start from
 
     def check(self, where):
         if ARCHS.get(self.arch) is not type(self):
             raise SegError(f"{where}.arch: {self.arch!r} is not the arch of {type(self).__name__}")
+        parts = PurePosixPath(self.weights).parts if self.weights is not None else (WEIGHTS_DIR, "")
+        if parts[0] != WEIGHTS_DIR or len(parts) < 2 or ".." in parts:
+            raise SegError(f"{where}.weights: must be a file under {WEIGHTS_DIR}/ in the project, got {self.weights!r}; "
+                           f"copy it there (the train stages depend on {WEIGHTS_DIR}/, so a changed file retrains)")
         if self.epochs is not None and not 1 <= self.epochs <= MAX_EPOCHS:
             raise SegError(f"{where}.epochs: must be 1 to {MAX_EPOCHS} or null (= train.epochs), got {self.epochs}")
         if self.precision not in PRECISIONS:

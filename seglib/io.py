@@ -120,9 +120,13 @@ def write_text(path, text):
 
 def save_figure(fig, path, dpi=100):
     """Save a matplotlib figure atomically, without timestamps in the file."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format=Path(path).suffix.lstrip(".") or "png",
-                    metadata={"Software": None})
+    import matplotlib.pyplot as plt  # pyplot keeps every figure it made until it is closed
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format=Path(path).suffix.lstrip(".") or "png",
+                        metadata={"Software": None})
+    finally:
+        plt.close(fig)
 
 
 def write_npz(path, **arrays):
@@ -183,7 +187,12 @@ def read_image(path, max_pixels=DEFAULT_MAX_PIXELS):
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
         return np.asarray(im, dtype=np.float32), 16
     if im.mode == "F":
-        return np.asarray(im, dtype=np.float32), 16
+        pixels = np.asarray(im, dtype=np.float32)
+        bad = int(pixels.size - np.isfinite(pixels).sum())
+        if bad:  # a cast would turn them into garbage, and the normalisation with them
+            raise UnreadableFile(f"{bad} of its {pixels.size} pixels are not finite (NaN or inf); replace them "
+                                 "(e.g. with the background value) and save it again")
+        return pixels, 16
     if im.mode not in ("L", "RGB", "RGBA", "LA", "P", "1"):
         raise UnreadableFile(f"unsupported image mode {im.mode!r}; save it as 8/16-bit gray or RGB")
     return np.asarray(im.convert("L"), dtype=np.float32), 8
@@ -202,7 +211,11 @@ def read_mask(path, max_pixels=DEFAULT_MAX_PIXELS):
     if im.mode == "1":
         return np.asarray(im.convert("L"), dtype=np.int64), MASK_KINDS["1"]
     if im.mode in MASK_KINDS:
-        return np.asarray(im, dtype=np.int64), MASK_KINDS[im.mode]
+        values = np.asarray(im, dtype=np.int64)
+        if values.size and (values.max() > 65535 or values.min() < 0):
+            raise UnreadableFile(f"mask holds gray value {int(values.max() if values.max() > 65535 else values.min())}, "
+                                 "outside 0-65535: masks hold one small gray value per class; save it as 8- or 16-bit")
+        return values, MASK_KINDS[im.mode]
     if im.mode == "P":
         raise UnreadableFile(
             "mask is a palette image (mode 'P'): its pixels are palette indices, which are the classes; "

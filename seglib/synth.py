@@ -123,6 +123,11 @@ def generate(out_dir, subjects=40, slices=6, seed=0):
 
     Refuses a folder that already holds images or masks: they may be a user's own data.
     """
+    for name, value, top in (("--subjects", subjects, 100_000), ("--slices", slices, 1_000)):
+        if not 1 <= value <= top:
+            raise SegError(f"{name}: must be 1 to {top}, got {value}")
+    if not 0 <= seed < 2 ** 32:
+        raise SegError(f"--seed: must be 0 to {2 ** 32 - 1}, got {seed}")
     out_dir = Path(out_dir)
     for folder in ("images", "masks"):
         if (out_dir / folder).is_dir() and any((out_dir / folder).iterdir()):

@@ -64,7 +64,8 @@ def train(args, configs, world, device):
     prepared = Path(args.prepared)
     meta = read_meta(read_json(prepared / "meta.json"), prepared / "meta.json")
     data = {part: read_npz(prepared / f"{part}.npz") for part in ("train", "val")}
-    key = training_key(args.model, configs, meta, [prepared / "train.npz", prepared / "val.npz", Path(__file__)])
+    files = [prepared / "train.npz", prepared / "val.npz", Path(__file__)]
+    key = training_key(args.model, configs, meta, files + ([Path(model_cfg.weights)] if model_cfg.weights else []))
     run = TrainingRun(args.model, log=args.log, state=args.resume, key=key, world=world)
     result = fit(data, model_cfg, train_cfg, device, meta, run)
     if not world.main:

@@ -30,6 +30,11 @@ def split(project, **overrides):
                       "--report", project / "out/report.json", "--params", project / "params.yaml")
 
 
+def check_params(project):
+    return run_module("stages.check_params", "--params", project / "params.yaml", "--images", project / "data/images",
+                      "--out", project / "out/params.checked")
+
+
 def preprocess(project):
     return run_module("stages.preprocess_gray_map", "--images", project / "data/images",
                       "--masks", project / "data/masks", "--split", project / "out/split.json",

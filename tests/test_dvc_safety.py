@@ -2,8 +2,11 @@
 a non-zero exit, and no committed output is removed or changed (DVC removes a stage's outputs just before
 running it; the check-params stage runs first)."""
 import pytest
+import torch
 
-from bench.scratch import dvc, sh
+from bench.scratch import dvc, set_params, sh
+from seglib.config import UNetConfig
+from seglib.models import build_model
 from tiny_project import copy_project, ran_stages
 
 RESULTS = ("artifacts", "metrics", "models", "plots", "reports")
@@ -41,3 +44,19 @@ def test_a_wrong_setting_removes_no_committed_output(repo, command, message):
     finally:
         sh("git", "checkout", "--", "params.yaml", cwd=repo)
     assert "Data and pipelines are up to date" in dvc("status", cwd=repo).stdout
+
+
+def test_a_changed_starting_weights_file_retrains_its_model(repo, tmp_path):
+    """models.<name>.weights is a dependency: replacing the file's content makes `dvc repro` retrain."""
+    root = copy_project(repo, tmp_path / "weights")
+    torch.manual_seed(1)
+    torch.save(build_model(UNetConfig(width=4), 2).state_dict(), root / "weights/start.pt")
+    set_params(root, {"models.unet.weights": "weights/start.pt"})
+    assert ran_stages(dvc("repro", cwd=root).stdout) >= {"train@unet", "evaluate@unet"}
+    first = (root / "models/unet/model.pt").read_bytes()
+    assert "Data and pipelines are up to date" in dvc("status", cwd=root).stdout
+    torch.manual_seed(2)
+    torch.save(build_model(UNetConfig(width=4), 2).state_dict(), root / "weights/start.pt")
+    ran = ran_stages(dvc("repro", cwd=root).stdout)
+    assert "train@unet" in ran and "train@deeplabv3" in ran  # every model depends on the folder
+    assert (root / "models/unet/model.pt").read_bytes() != first

@@ -75,6 +75,11 @@ def test_flips_and_batches_give_one_mask_per_image_in_the_dataset_grays(tmp_path
     plain, flipped = tmp_path / "plain", tmp_path / "flipped"
     assert predict_folder(PredictOptions((checkpoint,), "cpu"), images, {"--output": plain}) == []
     assert predict_folder(PredictOptions((checkpoint,), "cpu", ("h", "v")), images, {"--output": flipped}) == []
+    import matplotlib.pyplot as plt
+    overlays = {"--output": tmp_path / "with_overlays", "--overlays": tmp_path / "overlays"}
+    assert predict_folder(PredictOptions((checkpoint,), "cpu"), images, overlays) == []
+    assert len(list((tmp_path / "overlays").iterdir())) == len(sizes)
+    assert plt.get_fignums() == []  # every overlay's figure closed: memory stays flat with the number of images
     for name, size in sizes.items():
         for folder in (plain, flipped):
             mask = np.asarray(Image.open(folder / name))

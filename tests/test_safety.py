@@ -18,7 +18,7 @@ from seglib.config import UNetConfig
 from seglib.io import TEMP_SUFFIX, atomic_path, write_json
 from seglib.models import build_model
 from seglib.split import split_by_subject
-from test_bad_input import assert_failed, preprocess, project, split  # noqa: F401 (project is a fixture)
+from test_bad_input import assert_failed, check_params, preprocess, project, split  # noqa: F401 (project is a fixture)
 
 
 def edit_params(project, change):
@@ -67,10 +67,20 @@ def _set(section, key, value):
     (_set("runtime", "processes", 0), "runtime.processes: must be 1 to 64"),
     (_set("runtime", "deterministic", "yes"), "runtime.deterministic: expected"),
     (_set("data", "gray_values", [0]), "data.gray_values: expected at least two whole gray values"),
+    (_set("models.unet", "weights", "/tmp/start.pt"), "models.unet.weights: must be a file under weights/ in the project"),
 ])
 def test_any_wrong_setting_fails_the_first_stage(project, change, message):
     edit_params(project, change)
-    assert_failed(split(project), message, outputs=[project / "out"])
+    assert_failed(check_params(project), message, "No stage ran and no output was removed", outputs=[project / "out"])
+    assert_failed(split(project), message, outputs=[project / "out"])  # a stage run alone checks them too
+
+
+def test_subject_spacing_keys_must_name_subjects_that_exist(project):
+    edit_params(project, _set("evaluate", "subject_spacing", {"S07": [0.5, 0.5], "S1": [1.0, 1.0]}))
+    assert_failed(check_params(project), "evaluate.subject_spacing: S07 match(es) no subject of",
+                  "gives: S0, S1, S2, S3, S4, S5); use those ids", outputs=[project / "out"])
+    edit_params(project, _set("evaluate", "subject_spacing", {"S1": [1.0, 1.0]}))
+    assert check_params(project).returncode == 0 and (project / "out/params.checked").is_file()
 
 
 def test_device_that_is_not_there_names_the_key(project):
@@ -92,6 +102,48 @@ def test_mask_of_another_bit_depth_is_named(project):
     _, mask = square_pair()
     Image.fromarray(mask.astype(np.uint16) * 257).save(project / "data/masks/S3_1.png")  # 0/65535, 16-bit
     assert_failed(split(project), "S3_1.png: a 16-bit mask among 11 8-bit masks", outputs=[project / "out"])
+
+
+def test_non_finite_pixels_of_a_float_image_are_named(project):
+    image = np.full((32, 32), 40.0, np.float32)
+    image[3, 4], image[5, 6] = np.nan, np.inf
+    (project / "data/images/S2_1.png").unlink()
+    Image.fromarray(image, mode="F").save(project / "data/images/S2_1.tif")
+    assert_failed(split(project), "S2_1.tif: 2 of its 1024 pixels are not finite (NaN or inf)", outputs=[project / "out"])
+
+
+def test_a_32_bit_mask_beyond_16_bits_is_refused_in_the_check(project):
+    _, mask = square_pair()
+    (project / "data/masks/S4_0.png").unlink()
+    Image.fromarray((mask > 0).astype(np.int32) * 70000, mode="I").save(project / "data/masks/S4_0.tif")
+    assert_failed(split(project), "S4_0.tif: mask holds gray value 70000, outside 0-65535", outputs=[project / "out"])
+
+
+def test_too_many_gray_values_name_the_masks_that_bring_them(project):
+    _, mask = square_pair()
+    smooth = mask.astype(np.float32)
+    for _ in range(2):  # a blurred edge: many in-between values, as a resampled or JPEG mask has
+        smooth = (smooth + np.roll(smooth, 1, 0) + np.roll(smooth, 1, 1)) / 3
+    Image.fromarray(smooth.astype(np.uint8)).save(project / "data/masks/S5_1.png")
+    edit_params(project, _set("data", "max_classes", 4))
+    assert_failed(split(project), "more than data.max_classes (4)", "Most values: S5_1.png (", outputs=[project / "out"])
+
+
+def test_synth_refuses_counts_it_cannot_write(tmp_path):
+    for args, message in ((("--slices", -1), "--slices: must be 1 to 1000, got -1"),
+                          (("--subjects", 100000000, "--slices", 0), "--subjects: must be 1 to 100000, got 100000000")):
+        assert_failed(run_module("seglib", "synth", "--out", tmp_path / "d", *args), message, outputs=[tmp_path / "d"])
+
+
+def test_more_threads_than_cores_is_warned_about_naming_both(capsys):
+    from seglib.config import RuntimeConfig
+    from seglib.runtime import use_runtime
+    cores, before = len(os.sched_getaffinity(0)), torch.get_num_threads()
+    try:
+        use_runtime(RuntimeConfig(device="cpu", threads=cores + 1))
+    finally:
+        torch.set_num_threads(before)
+    assert f"warning: runtime.threads: {cores + 1} threads on {cores} cores oversubscribe them" in capsys.readouterr().out
 
 
 def test_two_images_of_one_mask_are_listed(project):
