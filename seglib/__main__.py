@@ -30,7 +30,7 @@ def _check(args):
     params = config.load_params(args.params)
     data_cfg = config.section(params, "data")
     report = check_dataset(args.images, args.masks, data_cfg, config.section(params, "preprocess").max_pixels)
-    parts = split_dataset(report, data_cfg)
+    split_dataset(report, data_cfg)  # its class-coverage warnings join the report's
     for warning in report.warnings:
         print(f"warning: {warning}")
     summary = report.summary()

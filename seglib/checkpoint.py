@@ -115,6 +115,8 @@ def _settings(ckpt, path):
 def load_checkpoint(path, device="cpu"):
     """A Checkpoint; settings, meta and rules are checked before anything is built. Formats 1 and 2
     (before post-processing) load with no rule."""
+    if Path(path).is_dir():
+        raise SegError(f"{path}: a folder, not a checkpoint file; give the file, e.g. {Path(path) / 'model.pt'}")
     if not Path(path).exists():
         raise SegError(f"{path}: checkpoint not found. DVC removes a stage's outputs before it runs, so a failed "
                        f"train stage leaves none: `dvc checkout {Path(path).parent}` restores the last one "

@@ -146,6 +146,7 @@ class RuntimeConfig:
 
 
 MAX_EPOCHS = 10000
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 WEIGHTS_DIR = "weights"  # starting weights live here; train stages depend on the folder
 PRECISIONS = ("fp32", "bf16", "fp16")  # fp16: CUDA only, with a gradient scaler
 NORMS = ("batch", "instance")
@@ -440,6 +441,10 @@ def models(params):
     raw = params.get("models")
     if not isinstance(raw, dict) or not raw:
         raise SegError("models: expected a mapping from model name to its settings, e.g. models: {unet: {lr: 1.0e-3}}")
+    for name in raw:
+        if not isinstance(name, str) or not MODEL_NAME.fullmatch(name):
+            raise SegError(f"models: {name!r} cannot be a model name: it becomes part of file paths and stage "
+                           "commands, so use letters, digits, '_', '-' and '.' (starting with a letter or digit)")
     return {name: model(params, name) for name in raw}
 
 

@@ -84,7 +84,9 @@ def predict_folder(options, input_dir, outputs, overwrite=False):
     `outputs` maps --output (masks) and optionally --overlays to folders.
     """
     if not Path(input_dir).is_dir():
-        raise SegError(f"{input_dir}: input folder not found")
+        found = "a file" if Path(input_dir).exists() else "nothing"
+        raise SegError(f"--input {input_dir}: expected a folder of images, found {found} there; "
+                       "give the folder that holds them")
     files = list_images(input_dir)
     if not files:
         raise SegError(f"{input_dir}: no images found (.png .jpg .jpeg .tif .tiff .bmp; hidden files are skipped)")

@@ -10,6 +10,7 @@ result equals an uninterrupted run's, byte for byte on CPU. In several
 training processes only the main one reads and writes these files.
 """
 import dataclasses
+import fcntl
 import hashlib
 import io
 import json
@@ -54,6 +55,25 @@ class TrainingRun:
 
     def __init__(self, name, log=None, state=None, key="", world=World()):
         self.name, self.log, self.state, self.key, self.world = name, log, state, key, world
+
+    def lock(self):
+        """Hold this run's lock while the process lives, so two trainings of one run never race for its
+        state and outputs (a leftover process, a second `dvc repro`); the lock dies with the process."""
+        if self.state is None or not self.world.main:
+            return
+        path = Path(f"{self.state}.lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = open(path, "a+")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.seek(0)
+            holder = self._lock.read().strip() or "unknown"
+            raise SegError(f"{self.state}: another training of {self.name} is running (pid {holder}); wait for "
+                           f"it to end or stop it (kill {holder}), then run again") from None
+        self._lock.truncate(0)
+        self._lock.write(str(os.getpid()))
+        self._lock.flush()
 
     def resume(self):
         """The saved state of this run's inputs, or None (no file, or one left by other inputs); every

@@ -2,6 +2,9 @@
 what the CPU can do (its name and flags, for warnings and benchmark reports)."""
 import os
 import platform
+import sys
+import threading
+import time
 from pathlib import Path
 
 import torch
@@ -115,3 +118,50 @@ def autocast(device, precision):
     """
     dtype = torch.float16 if precision == "fp16" else torch.bfloat16
     return torch.autocast(device.type, dtype=dtype, enabled=precision in ("bf16", "fp16"))
+
+
+def _alive(pid):
+    """Whether `pid` runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except (OSError, IndexError):
+        return False
+
+
+def _dvc_ancestors():
+    """The PIDs from this process's parent up to the dvc process that launched it (Linux), or []."""
+    chain, pid = [], os.getppid()
+    while pid > 1:
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            return []
+        chain.append(pid)
+        if any(Path(arg.decode(errors="replace")).name == "dvc" for arg in argv[:3]) or argv[1:3] == [b"-m", b"dvc"]:
+            return chain
+        pid = parent
+    return []
+
+
+def end_with_dvc(poll=0.5):
+    """A stage that dvc launched ends as soon as dvc (or a process between them) is gone.
+
+    `kill <dvc pid>`, or a scheduler that signals only its child, ends dvc
+    alone: its stage would live on under PID 1, finish the old settings' run
+    and overwrite the next run's outputs. A watcher thread exits this process
+    (code 143, like SIGTERM) within `poll` seconds instead; every output is
+    written whole or not at all, so nothing half-written is left.
+    """
+    chain = _dvc_ancestors() if "DVC_STAGE" in os.environ else []
+    if not chain:
+        return
+
+    def watch():
+        while all(_alive(pid) for pid in chain):
+            time.sleep(poll)
+        print(f"\n{os.environ['DVC_STAGE']}: dvc (pid {chain[-1]}) is gone; stopping without writing more",
+              file=sys.stderr, flush=True)
+        os._exit(143)
+
+    threading.Thread(target=watch, name="end-with-dvc", daemon=True).start()

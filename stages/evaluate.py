@@ -25,7 +25,7 @@ from seglib.evaluate import ScoredSplit, evaluate_split, worst_and_best
 from seglib.inference import load_predictor
 from seglib.io import read_npz, save_figure, write_csv, write_json
 from seglib.plots import best_worst_figure, confusion_records
-from seglib.runtime import use_runtime
+from seglib.runtime import end_with_dvc, use_runtime
 from seglib.split import read_split
 
 
@@ -38,6 +38,7 @@ def main(argv=None):
     parser.add_argument("--name", help="stem of the files under --plots (default: --model)")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
+    end_with_dvc()
     params = config.load_params(args.params)
     eval_cfg = config.section(params, "evaluate")
     device = use_runtime(config.section(params, "runtime"))

@@ -29,7 +29,7 @@ from seglib.errors import run_cli
 from seglib.io import read_json, read_npz, write_csv, write_json
 from seglib.prepared_meta import read_meta
 from seglib.resume import TrainingRun, training_key
-from seglib.runtime import describe, use_runtime
+from seglib.runtime import describe, end_with_dvc, use_runtime
 from seglib.train import choose_postprocessing, fit, per_process_batch
 
 
@@ -41,6 +41,7 @@ def main(argv=None):
                         "(cv-train: one of crossval.seeds)")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
+    end_with_dvc()
     params = config.load_params(args.params)
     # every setting is checked before any training process starts
     train_cfg = config.section(params, "train")
@@ -67,6 +68,7 @@ def train(args, configs, world, device):
     files = [prepared / "train.npz", prepared / "val.npz", Path(__file__)]
     key = training_key(args.model, configs, meta, files + ([Path(model_cfg.weights)] if model_cfg.weights else []))
     run = TrainingRun(args.model, log=args.log, state=args.resume, key=key, world=world)
+    run.lock()
     result = fit(data, model_cfg, train_cfg, device, meta, run)
     if not world.main:
         return

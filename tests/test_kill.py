@@ -2,19 +2,22 @@
 nothing that Git or DVC sees as part of an output, and the next `dvc repro` finishes the run with the
 same metric bytes as a run that was never interrupted."""
 import csv
+import fcntl
 import json
 import os
 import re
 import signal
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from bench.scratch import BIN, ENV, dvc, set_params, sh
-from seglib.io import TEMP_SUFFIX
 from seglib.checkpoint import load_checkpoint
+from seglib.io import TEMP_SUFFIX
 from tiny_project import copy_project
 
 # stage -> seconds after it starts: before its imports finish, mid-training, while writing outputs
@@ -115,3 +118,47 @@ def test_training_killed_mid_run_resumes_after_its_last_epoch_with_the_uninterru
     assert {p: (root / p).read_bytes() for p in outputs} == expected
     assert not (root / "logs/resume/unet.pt").exists()
     assert "logs/" not in sh("git", "status", "--porcelain", "--untracked-files=all", cwd=root).stdout
+
+
+def test_sigterm_to_dvc_alone_ends_its_training_and_a_second_run_cannot_race_one(tiny_built, tmp_path):
+    """`kill <dvc pid>` signals dvc alone: its stage must end with it, writing nothing more (it used to
+    live on, finish and overwrite the next run's outputs). While a training runs, a second one of the same
+    run is refused (a lock on its state)."""
+    root = copy_project(tiny_built, tmp_path / "orphan")
+    set_params(root, {"train.epochs": 200})
+    log = root / "kill.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([str(BIN / "dvc"), "repro", "train@unet"], cwd=root, env=ENV, stdout=out,
+                                stderr=subprocess.STDOUT)
+    state = root / "logs/resume/unet.pt"
+    deadline = time.monotonic() + 300
+    while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, log.read_text()[-2000:]
+    second = subprocess.run([sys.executable, "-m", "stages.train", "--model", "unet", "--prepared", "artifacts/prepared",
+                             "--out", "x", "--metrics", "x.json", "--log", "x.csv", "--timing", "t.json",
+                             "--resume", "logs/resume/unet.pt"], cwd=root, capture_output=True, text=True)
+    assert second.returncode == 2 and "another training of unet is running (pid" in second.stderr, second.stderr
+    os.kill(proc.pid, signal.SIGTERM)  # dvc alone, not its process group
+    proc.wait()
+    time.sleep(1.5)  # the stage's watcher polls every 0.5 s
+    assert not trainers_in(root), log.read_text()[-2000:]
+    epochs = len((root / "plots/train/unet.csv").read_text().splitlines())
+    time.sleep(2)
+    assert "dvc (pid" in log.read_text() and "is gone; stopping without writing more" in log.read_text()
+    assert len((root / "plots/train/unet.csv").read_text().splitlines()) == epochs  # no epoch logged after
+    assert not (root / "models/unet/model.pt").exists()
+    with open(f"{state}.lock") as lock:  # free again: the next run can take it
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def trainers_in(root):
+    """PIDs of stages.train processes running in `root`."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if b"stages.train" in (proc / "cmdline").read_bytes() and (proc / "cwd").resolve() == root.resolve():
+                found.append(proc.name)
+        except OSError:
+            continue
+    return found

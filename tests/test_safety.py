@@ -320,6 +320,20 @@ def test_missing_checkpoint_says_how_to_get_it_back(tmp_path, inputs):
                   "model.pt: checkpoint not found", "`dvc checkout", outputs=[tmp_path / "out"])
 
 
+def test_a_folder_or_file_where_the_other_is_expected_says_what_was_found(tmp_path, checkpoint, inputs):
+    assert_failed(predict(checkpoint.parent, inputs, tmp_path / "out"),
+                  f"{checkpoint.parent}: a folder, not a checkpoint file; give the file, e.g.", outputs=[tmp_path / "out"])
+    image = next(inputs.iterdir())
+    assert_failed(predict(checkpoint, image, tmp_path / "out"),
+                  f"--input {image}: expected a folder of images, found a file there", outputs=[tmp_path / "out"])
+
+
+def test_a_model_name_that_is_unsafe_in_paths_and_commands_is_refused(project):
+    edit_params(project, lambda params: params["models"].update({"my unet": {"arch": "unet"}}))
+    assert_failed(check_params(project), "models: 'my unet' cannot be a model name", "letters, digits",
+                  outputs=[project / "out"])
+
+
 def test_identical_weights_give_identical_checkpoint_bytes(tmp_path):
     cfg = UNetConfig(width=4)
     torch.manual_seed(0)
