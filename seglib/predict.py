@@ -13,6 +13,7 @@ inputs may not share a stem (their masks would share a name), and no
 existing file is replaced unless `overwrite` is set.
 """
 import dataclasses
+import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -33,6 +34,17 @@ def _inside(path, folder):
     return path == folder or path.is_relative_to(folder)
 
 
+def _unwritable(folder):
+    """Why masks cannot be written under `folder`, or None: a file in the way, or the nearest existing
+    folder not writable (a read-only mount, no permission)."""
+    for path in (folder, *folder.parents):
+        if path.exists():
+            if not path.is_dir():
+                return f"{path} is a file, not a folder"
+            return None if os.access(path, os.W_OK) else f"{path} is not writable (read-only or no permission)"
+    return None
+
+
 def check_outputs(files, input_dir, targets, overwrite):
     """Refuse, before anything is written, any plan that could replace or mix with a user's files.
 
@@ -44,6 +56,8 @@ def check_outputs(files, input_dir, targets, overwrite):
         folder = Path(folder).resolve()
         if _inside(folder, input_dir):
             problems.append(f"{option} {folder}: is the input folder or inside it; choose a folder outside {input_dir}")
+        if _unwritable(folder):
+            problems.append(f"{option} {folder}: {_unwritable(folder)}; choose a folder you can write")
         held = [f for f in files if _inside(f.resolve(), folder)]
         if held and not _inside(folder, input_dir):
             problems.append(f"{option} {folder}: holds input images (e.g. {held[0]}); choose another folder")

@@ -334,6 +334,32 @@ def test_a_model_name_that_is_unsafe_in_paths_and_commands_is_refused(project):
                   outputs=[project / "out"])
 
 
+def test_an_output_path_that_is_a_file_is_refused_before_the_model_loads(tmp_path, checkpoint, inputs):
+    (tmp_path / "masks.png").write_bytes(b"a user's file")
+    assert_failed(predict(checkpoint, inputs, tmp_path / "masks.png"),
+                  f"--output {tmp_path / 'masks.png'}: {tmp_path / 'masks.png'} is a file, not a folder")
+    assert (tmp_path / "masks.png").read_bytes() == b"a user's file"
+
+
+def test_a_full_disk_is_one_message_naming_the_path_with_its_own_exit_code(tmp_path, checkpoint, inputs,
+                                                                           monkeypatch, capsys):
+    import errno
+
+    from seglib import __main__ as cli
+    from seglib.errors import run_cli
+
+    def full(path, _):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    monkeypatch.setattr("seglib.predict.write_png", full)
+    with pytest.raises(SystemExit) as stop:
+        run_cli(cli.main, ["predict", "--checkpoint", str(checkpoint), "--input", str(inputs),
+                           "--output", str(tmp_path / "out"), "--device", "cpu"])
+    assert stop.value.code == 3  # 2: a mistake in the input; 1: some files skipped
+    err = capsys.readouterr().err
+    assert f"error: {tmp_path / 'out' / 'a.png'}: No space left on device; the disk is full" in err, err
+    assert "Traceback" not in err and not list((tmp_path / "out").glob("*.png"))
+
+
 def test_identical_weights_give_identical_checkpoint_bytes(tmp_path):
     cfg = UNetConfig(width=4)
     torch.manual_seed(0)
