@@ -177,6 +177,10 @@ def _folder_warnings(image_dir, mask_dir):
         if hidden:
             warnings.append(f"{folder}: skipped {len(hidden)} hidden file(s) with a leading dot "
                             f"(e.g. {hidden[0].name}: macOS AppleDouble or editor files); they are not slices")
+        nested = sorted(p.name for p in Path(folder).iterdir() if p.is_dir() and list_images(p))
+        if nested:
+            warnings.append(f"{folder}: {len(nested)} subfolder(s) holding images are not read (e.g. {nested[0]}/): "
+                            "put every slice directly in the folder")
         for link in _outside_links(folder, roots):
             warnings.append(f"{link}: a symbolic link to {link.resolve()}, outside the dataset; it is read "
                             "through the link, but DVC stores the file itself and `dvc checkout` puts back a "
@@ -226,6 +230,12 @@ def check_dataset(image_dir, mask_dir, data_cfg, max_pixels):
         if len(counts) == 1:
             empty.append(image)
     errors += _mixed_kinds(kinds, mask_dir)
+    background = min(gray_counts, default=0)
+    full = [image for image in empty if grays[image][0] != background]
+    if full:
+        warnings.append(f"{len(full)} mask(s) are one foreground class throughout (e.g. "
+                        f"{dict(kept)[full[0]]}): an inverted mask, or an image that is all spine? check them")
+        empty = [image for image in empty if image not in full]
     report = DatasetReport(kept, subjects, split_units(subjects, digests, warnings), dict(gray_counts), grays,
                            empty, warnings)
     levels = len(gray_counts) if data_cfg.gray_values is None else 0

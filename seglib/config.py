@@ -416,13 +416,28 @@ def validate(params):
     headline_model(params)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key written twice in one mapping (PyYAML keeps the last, DVC
+    refuses the file: the two would read different settings)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice in one mapping",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_params(path="params.yaml"):
     """The params mapping, checked whole (`validate`). Parse errors name the file and line."""
     path = Path(path)
     if not path.is_file():
         raise SegError(f"{path}: not found; run from the repository root")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         raise SegError(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(raw, dict):

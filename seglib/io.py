@@ -170,6 +170,11 @@ def _open(path, max_pixels):
         raise UnreadableFile(f"{width}x{height} = {width * height:,} pixels, more than preprocess.max_pixels "
                              f"({max_pixels:,}); read from the header, nothing decoded: downscale the image, "
                              "or raise max_pixels if slices this large are real")
+    pages = getattr(im, "n_frames", 1)
+    if pages > 1:
+        im.close()
+        raise UnreadableFile(f"holds {pages} pages (a stack or a volume?); only the first would be read: "
+                             "save one slice per file")
     try:
         im.load()
         return im
@@ -184,6 +189,11 @@ def read_image(path, max_pixels=DEFAULT_MAX_PIXELS):
     and CT slices saved as RGB carry the same value in every channel.
     """
     im = _open(path, max_pixels)
+    orientation = im.getexif().get(EXIF_ORIENTATION, 1)
+    if orientation != 1:
+        raise UnreadableFile(f"has EXIF orientation {orientation}: viewers show it turned, but its pixels are "
+                             "stored unturned, so they would not line up with a mask drawn on what you see; save it "
+                             "with the turn applied (PIL.ImageOps.exif_transpose) and without the tag")
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
         return np.asarray(im, dtype=np.float32), 16
     if im.mode == "F":
@@ -198,6 +208,7 @@ def read_image(path, max_pixels=DEFAULT_MAX_PIXELS):
     return np.asarray(im.convert("L"), dtype=np.float32), 8
 
 
+EXIF_ORIENTATION = 0x0112
 MASK_KINDS = {"1": "1-bit", "L": "8-bit", "I;16": "16-bit", "I;16B": "16-bit", "I;16L": "16-bit", "I": "32-bit"}
 
 

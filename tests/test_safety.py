@@ -1,5 +1,6 @@
 """The safety matrix: wrong settings, damaged or hostile files and faults, each with one clear message,
 exit code 2 and nothing written or changed (tests/test_bad_input.py holds the first part of it)."""
+import json
 import os
 import pickle
 import stat
@@ -144,6 +145,34 @@ def test_more_threads_than_cores_is_warned_about_naming_both(capsys):
     finally:
         torch.set_num_threads(before)
     assert f"warning: runtime.threads: {cores + 1} threads on {cores} cores oversubscribe them" in capsys.readouterr().out
+
+
+def test_a_multi_page_tiff_and_an_exif_turned_jpeg_are_named(project):
+    image, _ = square_pair(offset=6)
+    for name in ("S1_0.png", "S2_0.png"):
+        (project / "data/images" / name).unlink()
+    pages = [Image.fromarray(image), Image.fromarray(image[::-1].copy())]
+    pages[0].save(project / "data/images/S1_0.tif", save_all=True, append_images=pages[1:])
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    Image.fromarray(image).save(project / "data/images/S2_0.jpg", exif=exif)
+    assert_failed(split(project), "S1_0.tif: holds 2 pages (a stack or a volume?)",
+                  "S2_0.jpg: has EXIF orientation 6: viewers show it turned", outputs=[project / "out"])
+
+
+def test_subfolders_all_foreground_masks_and_duplicate_keys_are_reported(project):
+    (project / "data/images/more").mkdir()
+    Image.fromarray(square_pair()[0]).save(project / "data/images/more/S9_0.png")
+    Image.fromarray(np.full((32, 32), 255, np.uint8)).save(project / "data/masks/S3_0.png")
+    result = split(project)
+    assert result.returncode == 0, result.stderr
+    assert "1 subfolder(s) holding images are not read (e.g. more/)" in result.stdout
+    assert "1 mask(s) are one foreground class throughout (e.g. S3_0.png): an inverted mask" in result.stdout
+    assert json.loads((project / "out/report.json").read_text())["empty_masks"] == 0  # not "empty"
+    with (project / "params.yaml").open("a") as params:
+        params.write("compare:\n  seed: 1\n")
+    assert_failed(check_params(project), "params.yaml: not valid YAML (key 'compare' appears twice in one mapping",
+                  outputs=[project / "out/params.checked"])
 
 
 def test_two_images_of_one_mask_are_listed(project):
