@@ -7,16 +7,12 @@ outside this module knows that DeepLabV3 returns a dict or wants 3 channels.
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models import segmentation
-from torchvision.models.segmentation.deeplabv3 import ASPPConv
 
 from seglib import config
 
-BACKBONES = {
-    "mobilenet_v3_large": segmentation.deeplabv3_mobilenet_v3_large,
-    "resnet50": segmentation.deeplabv3_resnet50,
-    "resnet101": segmentation.deeplabv3_resnet101,
-}
+# backbone -> torchvision's builder; torchvision is imported only where a DeepLabV3 is built, since importing
+# it (it pulls in torch._dynamo) doubles the start-up of every UNet stage
+BACKBONES = {name: f"deeplabv3_{name}" for name in ("mobilenet_v3_large", "resnet50", "resnet101")}
 
 
 # Instance norm (nnU-Net's choice) normalises each image's features on its own:
@@ -83,6 +79,7 @@ class AtrousConv2d(nn.Conv2d):
 def use_centre_taps(net):
     """torchvision's DeepLabV3 `net` with its ASPP convolutions as AtrousConv2d: the same weights and
     checkpoints; only forward differs."""
+    from torchvision.models.segmentation.deeplabv3 import ASPPConv
     for module in net.modules():
         if isinstance(module, ASPPConv):
             module[0].__class__ = AtrousConv2d
@@ -95,8 +92,9 @@ class DeepLabV3(nn.Module):
     def __init__(self, num_classes, backbone):
         super().__init__()
         # weights=None and weights_backbone=None: nothing is downloaded, ever
-        self.net = use_centre_taps(
-            BACKBONES[backbone](weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False))
+        from torchvision.models import segmentation
+        build = getattr(segmentation, BACKBONES[backbone])
+        self.net = use_centre_taps(build(weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False))
 
     def forward(self, x):
         return self.net(x.expand(-1, 3, -1, -1))["out"]

@@ -20,15 +20,19 @@ TINY = {"preprocess.base_size": [64, 64], "train.epochs": 1, "runtime.device": "
         "models.unet.width": 4, "models.unet.batch_size": 4, "models.deeplabv3.batch_size": 4,
         "compare.bootstrap": 200, "compare.permutations": 200}
 
+# one model where the case is about the data, not the comparison (the tiny cross-validation and the binary case
+# run both): each stage run costs seconds of start-up
+UNET_ONLY = {"models": {"unet": {"width": 4, "batch_size": 4}}}
+
 CASES = {
     # name: (images, masks, params, expected gray values)
     "myosegmentum-binary": ("myosegmentum-sagittal/images", "myosegmentum-sagittal/masks",
                             {"data.val_fraction": 0.2, "data.test_fraction": 0.2}, [0, 255]),
     "myosegmentum-levels": ("myosegmentum-sagittal/images", "myosegmentum-sagittal/levels",
-                            {"data.val_fraction": 0.2, "data.test_fraction": 0.2}, [0, 40, 80, 120, 160, 200]),
+                            {"data.val_fraction": 0.2, "data.test_fraction": 0.2, **UNET_ONLY}, [0, 40, 80, 120, 160, 200]),
     "vesal-3-class": ("vesal-t2-sagittal/images", "vesal-t2-sagittal/masks",
                       {"data.image_token": "", "data.mask_token": "", "data.group_regex": "",
-                       "data.val_fraction": 0.15, "data.test_fraction": 0.15}, [0, 128, 255]),
+                       "data.val_fraction": 0.15, "data.test_fraction": 0.15, **UNET_ONLY}, [0, 128, 255]),
 }
 
 
@@ -86,7 +90,7 @@ def test_real_ct_as_four_fold_cross_validation(tmp_path):
     ct = DATASETS / "open-spine-ct"
     settings = {**TINY, "preprocess.ct_window": True, "preprocess.hu_offset": 1024.0,
                 "data.val_fraction": 0.25, "data.test_fraction": 0.25, "evaluate.pixel_spacing": [1.5, 1.5],
-                "evaluate.subject_spacing": {"Case04": [1.0, 1.0]}, "crossval.folds": [0, 1, 2, 3]}
+                "evaluate.subject_spacing": {"Case04": [1.0, 1.0]}, "crossval.folds": [0, 1, 2, 3], **UNET_ONLY}
     root = scratch_project(tmp_path / "ct", ct / "images", ct / "masks", settings)
     dvc("repro", cwd=root)
     cv = json.loads((root / "metrics/compare.json").read_text())["crossval"]
