@@ -36,5 +36,12 @@ def test_summary_says_identical_or_by_how_much_and_on_what_it_differs(tiny_ran, 
             "the reference was trained on Other CPU (cpu, 2 threads), this run on " + here) in out.stdout, out.stdout
     assert "rerunning on this machine gives identical bytes" in out.stdout
 
+    # equal scores, another field changed (a new key, a rounding elsewhere)
+    sh("git", "checkout", "-q", "HEAD~1", "--", "metrics/compare.json", cwd=root)
+    sh("git", "commit", "-qm", "the scores as run, trained_on as another CPU", "metrics/compare.json", cwd=root)
+    out = run_module("seglib", "summary", "--root", root)
+    assert out.stdout.rstrip().endswith("Every model's test Dice equals the committed reference's; 2 metric files "
+                                        "differ in other fields (`dvc metrics diff` shows them)."), out.stdout
+
     missing = run_module("seglib", "summary", "--root", tmp_path)
     assert missing.returncode == 2 and "metrics/compare.json: not found; run `dvc repro` first" in missing.stderr
