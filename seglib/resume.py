@@ -56,28 +56,30 @@ class TrainingRun:
     def __init__(self, name, log=None, state=None, key="", world=World()):
         self.name, self.log, self.state, self.key, self.world = name, log, state, key, world
 
-    def lock(self):
+    def _lock(self):
         """Hold this run's lock while the process lives, so two trainings of one run never race for its
         state and outputs (a leftover process, a second `dvc repro`); the lock dies with the process."""
         if self.state is None or not self.world.main:
             return
         path = Path(f"{self.state}.lock")
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = open(path, "a+")
+        self._held = open(path, "a+")
         try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self._held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            self._lock.seek(0)
-            holder = self._lock.read().strip() or "unknown"
+            self._held.seek(0)
+            holder = self._held.read().strip() or "unknown"
             raise SegError(f"{self.state}: another training of {self.name} is running (pid {holder}); wait for "
                            f"it to end or stop it (kill {holder}), then run again") from None
-        self._lock.truncate(0)
-        self._lock.write(str(os.getpid()))
-        self._lock.flush()
+        self._held.truncate(0)
+        self._held.write(str(os.getpid()))
+        self._held.flush()
 
     def resume(self):
         """The saved state of this run's inputs, or None (no file, or one left by other inputs); every
-        process gets the main process's answer."""
+        process gets the main process's answer. Called once the run's settings passed their checks, it
+        first takes the run's lock (nothing is written before a check has failed)."""
+        self._lock()
         return self.world.broadcast(self._saved() if self.world.main else None)
 
     def _saved(self):

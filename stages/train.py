@@ -68,7 +68,6 @@ def train(args, configs, world, device):
     files = [prepared / "train.npz", prepared / "val.npz", Path(__file__)]
     key = training_key(args.model, configs, meta, files + ([Path(model_cfg.weights)] if model_cfg.weights else []))
     run = TrainingRun(args.model, log=args.log, state=args.resume, key=key, world=world)
-    run.lock()
     result = fit(data, model_cfg, train_cfg, device, meta, run)
     if not world.main:
         return
