@@ -168,8 +168,8 @@ class ModelConfig:
     def check(self, where):
         if ARCHS.get(self.arch) is not type(self):
             raise SegError(f"{where}.arch: {self.arch!r} is not the arch of {type(self).__name__}")
-        parts = PurePosixPath(self.weights).parts if self.weights is not None else (WEIGHTS_DIR, "")
-        if parts[0] != WEIGHTS_DIR or len(parts) < 2 or ".." in parts:
+        parts = PurePosixPath(self.weights).parts if self.weights is not None else None
+        if parts is not None and (parts[0] != WEIGHTS_DIR or len(parts) < 2 or ".." in parts):
             raise SegError(f"{where}.weights: must be a file under {WEIGHTS_DIR}/ in the project, got {self.weights!r}; "
                            f"copy it there (the train stages depend on {WEIGHTS_DIR}/, so a changed file retrains)")
         if self.epochs is not None and not 1 <= self.epochs <= MAX_EPOCHS:

@@ -12,8 +12,8 @@ EXIT_USER, EXIT_SYSTEM = 2, 3  # 1 stays predict's "some files were skipped"
 SYSTEM_ADVICE = {errno.ENOSPC: "the disk is full: free space, then run again",
                  errno.EDQUOT: "the disk quota is used up: free space, then run again",
                  errno.EROFS: "a read-only file system: write somewhere else",
-                 errno.EACCES: "permission denied: write somewhere you may",
-                 errno.EPERM: "permission denied: write somewhere you may"}
+                 errno.EACCES: "permission denied: use a place you may read and write",
+                 errno.EPERM: "permission denied: use a place you may read and write"}
 
 
 class SegError(Exception):
@@ -22,8 +22,8 @@ class SegError(Exception):
 
 def run_cli(main, argv=None):
     """Run `main(argv)`; print a SegError as `error: ...` on stderr and exit 2. The file system refusing
-    a write (disk full, read-only, no permission) is one message naming the path, exit 3: outputs are
-    written whole through a temporary file, so none was left half-written."""
+    (disk full, read-only, no permission) is one message naming the path, exit 3: outputs are written
+    whole through a temporary file, so none was left half-written."""
     try:
         main(argv)
     except SegError as exc:
