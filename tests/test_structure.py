@@ -109,3 +109,24 @@ def test_dvc_yaml_names_models_only_in_the_top_level_plots_and_those_match_param
 
 def test_readme_stays_a_guide():
     assert len((REPO / "README.md").read_bytes()) <= 15_000
+
+
+def test_cross_validation_file_names_are_the_ones_dvc_yaml_writes():
+    """A run's files are named in dvc.yaml (DVC needs them there) and read through seglib.crossval.run_files
+    and bench.cv_progress's folders: the three must agree, or compare and cv_progress read nothing."""
+    from bench.cv_progress import PER_IMAGE, TEST_METRICS
+    from seglib.crossval import run_files
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    compare = stages["compare"]["cmd"].split()
+    assert compare[compare.index("--test-metrics") + 1] == TEST_METRICS
+    assert compare[compare.index("--per-image") + 1] == PER_IMAGE
+    item = {"${item.model}": "m", "${item.fold}": "1", "${item.seed}": "2"}
+
+    def filled(path):
+        for key, value in item.items():
+            path = path.replace(key, value)
+        return path
+    for stage, seed in (("cv-evaluate", "2"), ("cv-evaluate-extra", "2"), ("cv-ensemble", "ensemble")):
+        outs = {filled(next(iter(o)) if isinstance(o, dict) else o) for o in stages[stage].get("outs", [])}
+        metrics, rows = run_files(TEST_METRICS, PER_IMAGE, "m", 1, seed)
+        assert {metrics.as_posix(), rows.as_posix()} <= outs, stage
