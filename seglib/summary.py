@@ -50,10 +50,11 @@ def _trained_on(metrics):
 
 def reference_sentence(root, result, metric_files):
     """One sentence: identical to the committed reference, or by how much and on what it differs."""
-    changed = [p for p in metric_files if committed(root, p) != _bytes(Path(root) / p)]
+    before = {p: committed(root, p) for p in metric_files}  # one `git show` per file
+    changed = [p for p in metric_files if before[p] != _bytes(Path(root) / p)]
     if not changed:
         return "Identical to the committed reference: every metric file has the committed bytes."
-    ref_bytes = committed(root, "metrics/compare.json")
+    ref_bytes = before.get("metrics/compare.json")
     if ref_bytes is None:
         return "No committed reference to compare with (metrics/compare.json is not in Git's HEAD)."
     reference = json.loads(ref_bytes)
@@ -65,7 +66,7 @@ def reference_sentence(root, result, metric_files):
                 "in other fields (`dvc metrics diff` shows them).")
     names = [p for p in metric_files if p.startswith("metrics/train/")]
     here = _trained_on({p: json.loads(_bytes(Path(root) / p) or b"{}") for p in names})
-    there = _trained_on({p: json.loads(committed(root, p) or b"{}") for p in names})
+    there = _trained_on({p: json.loads(before[p] or b"{}") for p in names})
     if here == there:
         cause = (f"both trained on {', '.join(here)}, so the inputs (data, params or code) differ: "
                  "`dvc metrics diff` shows every change")
