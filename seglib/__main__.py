@@ -1,6 +1,6 @@
 """Commands beside the pipeline:
 
-python -m seglib synth   --out data                      write the built-in synthetic dataset
+python -m seglib synth   --out data [--volumes]          write the built-in synthetic dataset (as NIfTI volumes)
 python -m seglib check   --images DIR --masks DIR        check a dataset (the split stage's check)
 python -m seglib predict --checkpoint models/unet/model.pt [more.pt ...] --input DIR --output DIR
                          [--overlays DIR] [--overwrite] [--flips h v] [--no-postprocess] [--device auto]
@@ -18,8 +18,9 @@ SYNTH_OPTIONS = ("subjects", "slices", "seed")  # generate()'s defaults are the 
 
 
 def _synth(args):
-    synth_data.generate(args.out, args.subjects, args.slices, args.seed)
-    print(f"wrote {args.subjects * args.slices} slices to {args.out}/images and {args.out}/masks")
+    synth_data.generate(args.out, args.subjects, args.slices, args.seed, args.volumes)
+    what = f"{args.subjects} volumes of {args.slices} planes" if args.volumes else f"{args.subjects * args.slices} slices"
+    print(f"wrote {what} to {args.out}/images and {args.out}/masks")
 
 
 def _check(args):
@@ -29,7 +30,8 @@ def _check(args):
     from seglib.split import split_dataset
     params = config.load_params(args.params)
     data_cfg = config.section(params, "data")
-    report = check_dataset(args.images, args.masks, data_cfg, config.section(params, "preprocess").max_pixels)
+    report = check_dataset(args.images, args.masks, data_cfg, config.section(params, "preprocess").max_pixels,
+                           config.section(params, "volume"))
     split_dataset(report, data_cfg)  # its class-coverage warnings join the report's
     for warning in report.warnings:
         print(f"warning: {warning}")
@@ -65,6 +67,7 @@ def main(argv=None):
     defaults = inspect.signature(synth_data.generate).parameters
     for key in SYNTH_OPTIONS:
         synth.add_argument(f"--{key}", type=int, default=defaults[key].default)
+    synth.add_argument("--volumes", action="store_true", help="one NIfTI volume per subject instead of PNG slices")
     check = sub.add_parser("check", help="check images and masks before training")
     check.add_argument("--images", required=True)
     check.add_argument("--masks", required=True)

@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from seglib.errors import SegError, format_problems
-from seglib.io import UnreadableFile, hidden_images, list_images, read_image, read_mask
+from seglib.config import VolumeConfig
+from seglib.io import UnreadableFile, file_stem, hidden_images, is_volume, list_images, read_image, read_mask
 from seglib.split import split_units
+from seglib.volume import read_pair
 
 RESAMPLED_LEVELS = 6  # more distinct gray values than this in one mask suggests interpolation
 
@@ -58,7 +60,7 @@ def check_subject_keys(keys, where, image_dir, group_regex):
 
 def mask_name_for(image_name, image_token, mask_token):
     """The mask stem for an image: its stem with `image_token` swapped for `mask_token`."""
-    stem = Path(image_name).stem
+    stem = file_stem(image_name)
     return stem.replace(image_token, mask_token) if image_token else stem
 
 
@@ -70,15 +72,15 @@ def pair_files(image_dir, mask_dir, image_token, mask_token, errors):
                            "(see 'Bring your own data' in the README)")
     masks_by_stem = {}
     for path in list_images(mask_dir):
-        masks_by_stem.setdefault(path.stem, []).append(path.name)
+        masks_by_stem.setdefault(file_stem(path), []).append(path.name)
     images = list_images(image_dir)
-    if image_token and images and not any(image_token in p.stem for p in images):
+    if image_token and images and not any(image_token in file_stem(p) for p in images):
         raise SegError(f"data.image_token: '{image_token}' appears in none of the {len(images)} image names "
                        f"(e.g. {images[0].name}); set image_token and mask_token to the tokens your names use, "
                        "or both to '' when masks have the same names as their images")
     pairs, used = [], set()
     for path in images:
-        if image_token and image_token not in path.stem:
+        if image_token and image_token not in file_stem(path):
             errors.append(f"{path}: name does not contain data.image_token {image_token!r}; "
                           "rename it or change image_token/mask_token in params.yaml")
             continue
@@ -128,13 +130,17 @@ def pixel_digest(pixels):
                            digest_size=16).hexdigest()
 
 
-def _check_pair(image_path, mask_path, gray_values, max_pixels, problems):
-    """(gray-value counts of the mask, its kind, pixel digest of the image), or None when the pair is broken.
-
-    `problems` is the (errors, warnings) pair of lists the findings go to.
-    """
-    errors, warnings = problems
-    image = image_path.name
+def _read_pair(image_path, mask_path, limits, errors):
+    """(image pixels, mask values, mask kind) of a pair of 2-D images or of volumes (canonical
+    orientation, label groups applied), or None with the problem appended to `errors`."""
+    max_pixels, volume_cfg = limits
+    if is_volume(image_path):
+        try:
+            image, _, mask, kind = read_pair(image_path, mask_path, volume_cfg)
+        except UnreadableFile as exc:
+            errors.append(str(exc))
+            return None
+        return image.voxels, mask.voxels, kind
     try:
         pixels = read_image(image_path, max_pixels)[0]  # a full decode: headers alone miss truncated files
     except UnreadableFile as exc:
@@ -145,6 +151,21 @@ def _check_pair(image_path, mask_path, gray_values, max_pixels, problems):
     except UnreadableFile as exc:
         errors.append(f"{mask_path}: {exc}")
         return None
+    return pixels, values, kind
+
+
+def _check_pair(image_path, mask_path, gray_values, limits, problems):
+    """(gray-value counts of the mask, its kind, pixel digest of the image), or None when the pair is broken.
+
+    `limits` is (preprocess.max_pixels, the volume settings); `problems` the (errors, warnings) pair of
+    lists the findings go to.
+    """
+    errors, warnings = problems
+    image = image_path.name
+    read = _read_pair(image_path, mask_path, limits, errors)
+    if read is None:
+        return None
+    pixels, values, kind = read
     shape = pixels.shape
     if values.shape != shape:
         errors.append(f"{mask_path}: size {values.shape[1]}x{values.shape[0]} differs from its image "
@@ -157,7 +178,7 @@ def _check_pair(image_path, mask_path, gray_values, max_pixels, problems):
             errors.append(f"{mask_path}: gray values {unknown} are not in data.gray_values {list(gray_values)}; "
                           "fix the mask or add the values to data.gray_values")
             return None
-    if len(grays) > RESAMPLED_LEVELS:
+    if len(grays) > RESAMPLED_LEVELS and not is_volume(image):  # label volumes are whole numbers, checked
         warnings.append(f"{mask_path}: {len(grays)} gray levels; a mask resized with bilinear "
                         "interpolation looks like this: resize masks with nearest neighbour")
     return dict(zip(grays.tolist(), counts.tolist())), kind, pixel_digest(pixels)
@@ -201,14 +222,19 @@ def _mixed_kinds(kinds, mask_dir):
             for kind, masks in sorted(by_kind.items()) if kind != usual for mask in masks]
 
 
-def check_dataset(image_dir, mask_dir, data_cfg, max_pixels):
+def check_dataset(image_dir, mask_dir, data_cfg, max_pixels, volume_cfg=VolumeConfig()):
     """Pair, decode and check every file. Raises one SegError listing every problem."""
     errors = []
     pairs = pair_files(image_dir, mask_dir, data_cfg.image_token, data_cfg.mask_token, errors)
+    volumes = sum(is_volume(image) for image, _ in pairs)
+    if 0 < volumes < len(pairs):
+        example = next(image for image, _ in pairs if not is_volume(image))
+        raise SegError(f"{image_dir}: holds {volumes} volume(s) and {len(pairs) - volumes} 2-D image(s) (e.g. "
+                       f"{example}); a dataset is one or the other: keep the volumes, or slice them yourself")
     warnings = _folder_warnings(image_dir, mask_dir)
     if not pairs and not errors:
-        raise SegError(f"{image_dir}: no images found (looked for .png .jpg .jpeg .tif .tiff .bmp); "
-                       "put the slices there")
+        raise SegError(f"{image_dir}: no images found (looked for .png .jpg .jpeg .tif .tiff .bmp, and volumes "
+                       ".nii .nii.gz .mha .mhd .nrrd .nhdr); put the slices or volumes there")
     subjects, digests, gray_counts, grays, kinds, empty, kept = {}, {}, Counter(), {}, {}, [], []
     if pairs and all(subject_of(image, data_cfg.group_regex) is None for image, _ in pairs):
         raise SegError(f"data.group_regex: '{data_cfg.group_regex}' matches none of the {len(pairs)} image names "
@@ -219,8 +245,8 @@ def check_dataset(image_dir, mask_dir, data_cfg, max_pixels):
             errors.append(f"{Path(image_dir) / image}: data.group_regex '{data_cfg.group_regex}' does not match "
                           "this name; fix the regex (it must match every image name) or set it to ''")
             continue
-        checked = _check_pair(Path(image_dir) / image, Path(mask_dir) / mask, data_cfg.gray_values, max_pixels,
-                              (errors, warnings))
+        checked = _check_pair(Path(image_dir) / image, Path(mask_dir) / mask, data_cfg.gray_values,
+                              (max_pixels, volume_cfg), (errors, warnings))
         if checked is None:
             continue
         counts, kinds[mask], digests[image] = checked

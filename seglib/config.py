@@ -16,6 +16,7 @@ import yaml
 
 from seglib.errors import SegError
 from seglib.io import DEFAULT_MAX_PIXELS
+from seglib.volume import LAYOUTS
 
 # YAML 1.2 (what DVC writes) reads 1e-3 as a float; PyYAML's 1.1 rules read it as a string.
 _FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
@@ -92,6 +93,40 @@ class PreprocessConfig:
             raise SegError(f"{where}.max_pixels: must be at least 256 (16 x 16), got {self.max_pixels}")
         if self.window_width <= 0:
             raise SegError(f"{where}.window_width: must be positive, got {self.window_width}")
+
+
+PLANE_CHOICES = ("all", "foreground")
+
+
+@dataclasses.dataclass(frozen=True)
+class VolumeConfig:
+    """How 3D volumes become 2D slices (seglib.volume); unused for 2D images."""
+    slice_axis: str = "sagittal"
+    train_planes: str = "all"
+    margin: int = 2
+    step: int = 1
+    label_groups: dict = dataclasses.field(default_factory=dict)   # class name -> labels it merges
+    max_voxels: int = 512 ** 3
+
+    def check(self, where):
+        if self.slice_axis not in LAYOUTS:
+            raise SegError(f"{where}.slice_axis: must be one of {list(LAYOUTS)}, got {self.slice_axis!r}")
+        if self.train_planes not in PLANE_CHOICES:
+            raise SegError(f"{where}.train_planes: must be one of {list(PLANE_CHOICES)}, got {self.train_planes!r}")
+        if not 0 <= self.margin <= 1000 or not 1 <= self.step <= 1000:
+            raise SegError(f"{where}: margin must be 0 to 1000 and step 1 to 1000, got {self.margin} and {self.step}")
+        if self.max_voxels < 4096:
+            raise SegError(f"{where}.max_voxels: must be at least 4096 (16 x 16 x 16), got {self.max_voxels}")
+        seen = {}
+        for name, labels in self.label_groups.items():
+            if not labels or any(v != int(v) or v < 1 for v in labels):
+                raise SegError(f"{where}.label_groups.{name}: expected a list of whole labels from 1, got {list(labels)}")
+            for label in labels:
+                if label in seen:
+                    raise SegError(f"{where}.label_groups: label {int(label)} is in both {seen[label]} and {name}")
+                seen[label] = name
+        if len(self.label_groups) >= MAX_CLASSES:
+            raise SegError(f"{where}.label_groups: at most {MAX_CLASSES - 1} groups, got {len(self.label_groups)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -323,7 +358,7 @@ class CompareConfig:
         _check_seed(self.seed, where)
 
 
-SECTIONS = {"data": DataConfig, "preprocess": PreprocessConfig, "train": TrainConfig,
+SECTIONS = {"data": DataConfig, "preprocess": PreprocessConfig, "volume": VolumeConfig, "train": TrainConfig,
             "runtime": RuntimeConfig, "evaluate": EvaluateConfig, "crossval": CrossValConfig,
             "compare": CompareConfig}
 
@@ -386,7 +421,7 @@ def build_section(cls, raw, where):
     return config
 
 
-TOP_LEVEL = ("model", "data", "preprocess", "train", "runtime", "models", "evaluate", "crossval", "compare")
+TOP_LEVEL = ("model", "data", "preprocess", "volume", "train", "runtime", "models", "evaluate", "crossval", "compare")
 
 
 def _misplaced(key, here=None):

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+VOLUME_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr")  # read by seglib.volume
 DEFAULT_MAX_PIXELS = 4096 * 4096  # preprocess.max_pixels: medical slices are far smaller
 
 
@@ -139,19 +140,34 @@ def read_npz(path):
         return {k: data[k] for k in data.files}
 
 
+def is_volume(name):
+    return str(name).lower().endswith(VOLUME_SUFFIXES)
+
+
+def file_stem(name):
+    """The name without its suffix, `.nii.gz` counted as one: Case01.nii.gz -> Case01."""
+    name = Path(name).name
+    suffix = next((s for s in VOLUME_SUFFIXES if name.lower().endswith(s)), Path(name).suffix)
+    return name[:len(name) - len(suffix)] if suffix else name
+
+
+def _readable_suffix(path):
+    return path.suffix.lower() in IMAGE_SUFFIXES or is_volume(path.name)
+
+
 def list_images(folder):
-    """Image files in `folder` (by suffix), sorted by name so order never depends on the file system.
+    """Image and volume files in `folder` (by suffix), sorted by name so order never depends on the file system.
 
     Hidden files (a leading dot: macOS's AppleDouble `._x.png`, editors' backups) are not images.
     """
     folder = Path(folder)
     return sorted(p for p in folder.iterdir()
-                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+                  if p.is_file() and _readable_suffix(p) and not p.name.startswith("."))
 
 
 def hidden_images(folder):
     """Hidden files with an image suffix that `list_images` leaves out."""
-    return sorted(p for p in Path(folder).iterdir() if p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in Path(folder).iterdir() if p.name.startswith(".") and _readable_suffix(p))
 
 
 # The size limit is checked here from the header, before decoding; Pillow's own

@@ -5,7 +5,10 @@ trained) are applied unless switched off; an ensemble applies the rules all
 its members agree on.
 
 Masks are written in the dataset's own gray values at each image's original
-size. An unreadable image is skipped and reported; the batch goes on.
+size. A volume gets a label volume of the same format (.mhd -> .mha and
+.nhdr -> .nrrd, single files) in its own grid and header, so image and
+prediction line up in ITK-SNAP or 3D Slicer. An unreadable image is skipped
+and reported; the batch goes on.
 
 A user's files are never touched: every output path is checked before the
 first one is written. The output folders may not be or hold the input, two
@@ -24,10 +27,22 @@ from seglib import postprocess
 from seglib.errors import SegError, format_problems
 from seglib.graymap import to_gray
 from seglib.inference import load_predictor
-from seglib.io import UnreadableFile, list_images, read_image, save_figure, write_png
+from seglib.config import VolumeConfig
+from seglib.io import UnreadableFile, file_stem, is_volume, list_images, read_image, save_figure, write_png
 from seglib.plots import samples_figure
 from seglib.runtime import resolve_device
-from seglib.transforms import load_for_model, resize_image
+from seglib.transforms import load_for_model, quantise, resize_image, to_unit_range
+from seglib.volume import read_image_volume, write_label_volume
+
+SINGLE_FILE = {".mhd": ".mha", ".nhdr": ".nrrd"}  # a header and a data file written as one file
+
+
+def output_name(path):
+    """The mask's file name for input `path`: <stem>.png, or a volume of the input's format."""
+    if not is_volume(path):
+        return f"{file_stem(path)}.png"
+    suffix = Path(path).name[len(file_stem(path)):].lower()
+    return file_stem(path) + SINGLE_FILE.get(suffix, suffix)
 
 
 def _inside(path, folder):
@@ -43,6 +58,12 @@ def _unwritable(folder):
                 return f"{path} is a file, not a folder"
             return None if os.access(path, os.W_OK) else f"{path} is not writable (read-only or no permission)"
     return None
+
+
+def _planned(files, targets):
+    """(folder, file name) of every output: masks under --output, PNG overlays under --overlays."""
+    return [(folder, output_name(path) if option == "--output" else f"{file_stem(path)}.png")
+            for option, folder in targets.items() for path in files]
 
 
 def check_outputs(files, input_dir, targets, overwrite):
@@ -65,14 +86,13 @@ def check_outputs(files, input_dir, targets, overwrite):
         problems.append(f"{' and '.join(targets)}: the same folder; masks and overlays share file names")
     by_stem = defaultdict(list)
     for path in files:
-        by_stem[path.stem].append(path.name)
+        by_stem[file_stem(path)].append(path.name)
     clashes = [names for names in by_stem.values() if len(names) > 1]
     if clashes:
         problems.append("inputs share a name stem, so their masks would share a file name: "
                         + "; ".join(", ".join(names) for names in clashes) + ". Rename or move all but one")
     if not overwrite:
-        existing = [Path(folder) / f"{path.stem}.png" for folder in targets.values() for path in files
-                    if (Path(folder) / f"{path.stem}.png").exists()]
+        existing = [Path(folder) / name for folder, name in _planned(files, targets) if (Path(folder) / name).exists()]
         if existing:
             shown = ", ".join(str(p) for p in existing[:5]) + (f" and {len(existing) - 5} more" if len(existing) > 5 else "")
             problems.append(f"{len(existing)} output file(s) already exist ({shown}); "
@@ -108,17 +128,41 @@ def predict_folder(options, input_dir, outputs, overwrite=False):
     predictor = load_predictor(options.checkpoints, resolve_device(options.device, "--device"), options.flips)
     rules = predictor.postprocess if options.postprocess else postprocess.none(predictor.meta.num_classes)
     skipped = []
-    for batch in _batches(files, predictor, skipped):
+    for batch in _batches([f for f in files if not is_volume(f)], predictor, skipped):
         paths, raws, inputs = zip(*batch)
         masks = predictor.classes(np.stack(inputs), [raw.shape for raw in raws])
         for path, raw, model_input, ids in zip(paths, raws, inputs, masks):
             ids = postprocess.apply(ids, rules)
-            write_png(Path(outputs["--output"]) / f"{path.stem}.png", to_gray(ids, predictor.meta.gray_values))
+            write_png(Path(outputs["--output"]) / output_name(path), to_gray(ids, predictor.meta.gray_values))
             if "--overlays" in outputs:
                 shown = resize_image(model_input.astype(np.float32), raw.shape)
-                figure = samples_figure([np.clip(shown, 0, 255)], [ids], [path.name], columns=1)
-                save_figure(figure, Path(outputs["--overlays"]) / f"{path.stem}.png")
+                _overlay(shown, ids, path.name, Path(outputs["--overlays"]) / f"{file_stem(path)}.png")
+    for path in tqdm([f for f in files if is_volume(f)], desc="predict volumes", dynamic_ncols=True, disable=None):
+        try:
+            predict_volume(predictor, rules, path, outputs)
+        except (UnreadableFile, SegError) as exc:
+            skipped.append((str(path), str(exc)))
     return skipped
+
+
+def _overlay(image, ids, title, target):
+    save_figure(samples_figure([np.clip(image, 0, 255)], [ids], [title], columns=1), target)
+
+
+def predict_volume(predictor, rules, path, outputs):
+    """Predict every plane of one volume and write the label volume in its own grid; the overlay shows the
+    plane with the most foreground predicted."""
+    meta = predictor.meta
+    cfg = meta.volume or VolumeConfig()  # a model trained on 2-D sagittal slices reads volumes sagittally
+    volume, depth = read_image_volume(path, cfg.slice_axis, cfg.max_voxels)
+    unit = to_unit_range(volume.voxels, depth, meta.preprocess, path)
+    inputs = np.stack([quantise(plane, meta.preprocess.base_size) for plane in unit])
+    ids = np.stack([postprocess.apply(plane, rules)
+                    for plane in predictor.classes(inputs, [unit.shape[1:]] * len(unit))])
+    write_label_volume(Path(outputs["--output"]) / output_name(path), to_gray(ids, meta.gray_values), volume)
+    if "--overlays" in outputs:
+        k = int(np.argmax((ids > 0).reshape(len(ids), -1).sum(1)))
+        _overlay(unit[k] * 255.0, ids[k], f"{path.name}#{k}", Path(outputs["--overlays"]) / f"{file_stem(path)}.png")
 
 
 def _batches(files, predictor, skipped):

@@ -6,6 +6,7 @@ or hand-edited file fails with a message naming the key, not a KeyError.
 """
 import dataclasses
 import math
+from typing import Optional
 
 from seglib import config
 from seglib.config import MAX_CLASSES
@@ -19,6 +20,7 @@ class PreparedMeta:
     mean: float                        # of the training images in [0, 1]
     std: float
     preprocess: config.PreprocessConfig
+    volume: Optional[config.VolumeConfig] = None   # how volumes were sliced; None for 2-D images
 
     @property
     def num_classes(self):
@@ -29,13 +31,16 @@ class PreparedMeta:
         return tuple(self.preprocess.base_size)
 
     def to_dict(self):
-        return {**build_graymap(self.gray_values), "mean": self.mean, "std": self.std,
-                "preprocess": dataclasses.asdict(self.preprocess)}
+        out = {**build_graymap(self.gray_values), "mean": self.mean, "std": self.std,
+               "preprocess": dataclasses.asdict(self.preprocess)}
+        if self.volume is not None:
+            out["volume"] = dataclasses.asdict(self.volume)
+        return out
 
 
 REQUIRED = ("gray_values", "num_classes", "mean", "std", "preprocess")
 # derived from gray_values; the model's name in checkpoints; base_size: a copy of preprocess's in format-1 checkpoints
-OPTIONAL = ("class_of_gray", "name", "base_size")
+OPTIONAL = ("class_of_gray", "name", "base_size", "volume")
 
 
 def _number(raw, key, where, low, high):
@@ -69,5 +74,6 @@ def read_meta(raw, where):
     if "base_size" in raw and raw["base_size"] != list(preprocess.base_size):
         raise SegError(f"{where}.base_size: {raw['base_size']!r} disagrees with preprocess.base_size "
                        f"{list(preprocess.base_size)}")
+    volume = config.build_section(config.VolumeConfig, raw["volume"], f"{where}.volume") if "volume" in raw else None
     return PreparedMeta(tuple(grays), _number(raw, "mean", where, 0.0, 1.0),
-                        _number(raw, "std", where, 1e-6, 1.0), preprocess)
+                        _number(raw, "std", where, 1e-6, 1.0), preprocess, volume)

@@ -118,8 +118,16 @@ def _render(rng, anatomy, offset, height, width):
     return image, np.where(mask, 255, 0).astype(np.uint8)
 
 
-def generate(out_dir, subjects=40, slices=6, seed=0):
-    """Write `images/CaseNNN_SliceKK.png` and `masks/CaseNNN_Labels_sliceKK.png` under `out_dir`.
+# storage orders the volumes cycle through (ITK direction matrices): LPS, RAS as NIfTI tools write it,
+# and one with the axes permuted, so a pipeline run on them exercises seglib.volume's reorientation
+STORAGE_ORDERS = ((1, 0, 0, 0, 1, 0, 0, 0, 1), (-1, 0, 0, 0, -1, 0, 0, 0, 1), (0, 0, 1, -1, 0, 0, 0, -1, 0))
+PLANE_MM, PIXEL_MM = 3.0, 1.0   # sagittal MRI: thick planes, fine in-plane pixels
+
+
+def generate(out_dir, subjects=40, slices=6, seed=0, volumes=False):
+    """Write `images/CaseNNN_SliceKK.png` and `masks/CaseNNN_Labels_sliceKK.png` under `out_dir`; with
+    `volumes`, one NIfTI volume per subject instead, `images/CaseNNN.nii.gz` and `masks/CaseNNN.nii.gz`
+    (labels 0 and 1; `slices` sagittal planes of 3 mm, 1 mm pixels, in the STORAGE_ORDERS in turn).
 
     Refuses a folder that already holds images or masks: they may be a user's own data.
     """
@@ -138,9 +146,15 @@ def generate(out_dir, subjects=40, slices=6, seed=0):
         anatomy = _subject(rng)
         size = rng.integers(0, len(SIZES), size=2)
         height, width = SIZES[size[0]], SIZES[size[1]]
-        for k in range(slices):
-            offset = -1.0 + 2.0 * k / max(slices - 1, 1)
-            image, mask = _render(rng, anatomy, offset, height, width)
+        planes = [_render(rng, anatomy, -1.0 + 2.0 * k / max(slices - 1, 1), height, width) for k in range(slices)]
+        if volumes:
+            from seglib.volume import store
+            spacing, direction = (PLANE_MM, PIXEL_MM, PIXEL_MM), STORAGE_ORDERS[(case - 1) % len(STORAGE_ORDERS)]
+            store(out_dir / "images" / f"Case{case:03d}.nii.gz", np.stack([p[0] for p in planes]), spacing, direction)
+            store(out_dir / "masks" / f"Case{case:03d}.nii.gz", np.stack([p[1] // 255 for p in planes]), spacing,
+                  direction)
+            continue
+        for k, (image, mask) in enumerate(planes):
             stem = f"Case{case:03d}_{{}}{k + 1:02d}.png"
             for folder, name, array in (("images", stem.format("Slice"), image),
                                         ("masks", stem.format("Labels_slice"), mask)):

@@ -45,8 +45,12 @@ def resize_mask(ids, size):
 
 def load_for_model(raw, bit_depth, pre_cfg, where):
     """A raw image -> the uint8 array the models see (windowed, resized to pre_cfg.base_size)."""
-    unit = resize_image(to_unit_range(raw, bit_depth, pre_cfg, where), pre_cfg.base_size)
-    return np.floor(np.clip(unit, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return quantise(to_unit_range(raw, bit_depth, pre_cfg, where), pre_cfg.base_size)
+
+
+def quantise(unit, size):
+    """An image in [0, 1] -> the uint8 array at `size` = (height, width) the models see."""
+    return np.floor(np.clip(resize_image(unit, size), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 def normalise(images_uint8, mean, std):

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from seglib import config
 from seglib.errors import run_cli
-from seglib.evaluate import ScoredSplit, evaluate_split, worst_and_best
+from seglib.errors import SegError
+from seglib.evaluate import ScoredSplit, evaluate_split, evaluate_volumes, worst_and_best
 from seglib.inference import load_predictor
 from seglib.io import read_npz, save_figure, write_csv, write_json
 from seglib.plots import best_worst_figure, confusion_records
@@ -49,10 +50,16 @@ def main(argv=None):
     seeds = config.section(params, "crossval").seeds_of(args.fold)
     checkpoints = [c.format(seed=s) for c in args.checkpoint for s in (seeds if "{seed}" in c else [None])]
     predictor = load_predictor(checkpoints, device)
+    if test.of_volumes and eval_cfg.in_mm:
+        raise SegError("evaluate.pixel_spacing / subject_spacing: the data are volumes, whose headers give the "
+                       "spacing in mm; set pixel_spacing: null and subject_spacing: {}")
     # score everything before writing anything: a failure leaves no partial outputs
-    evaluation, processed = evaluate_split(predictor, test, eval_cfg.spacing)
+    evaluation, processed = evaluate_volumes(predictor, test) if test.of_volumes else \
+        evaluate_split(predictor, test, eval_cfg.spacing)
     drawn = worst_and_best(predictor, test, evaluation, eval_cfg.overlays)
-    result = {"model": args.model, "units": "mm" if eval_cfg.in_mm else "pixels", **evaluation.metrics(),
+    units = "mm" if eval_cfg.in_mm or test.of_volumes else "pixels"
+    result = {"model": args.model, "units": units, **({"scored_per": "volume"} if test.of_volumes else {}),
+              **evaluation.metrics(),
               "postprocessed": {"rules": [r.describe() for r in predictor.postprocess], **processed.metrics()}}
     if len(checkpoints) > 1:
         result["members"] = checkpoints

@@ -14,7 +14,8 @@ from seglib.graymap import build_graymap
 from seglib.io import save_figure, write_json, write_npz
 from seglib.errors import run_cli
 from seglib.plots import samples_figure
-from seglib.prepare import intensity_stats, prepare_items, scan_gray_values
+from seglib.io import is_volume
+from seglib.prepare import every_plane, intensity_stats, prepare_split, scan_gray_values
 from seglib.prepared_meta import PreparedMeta
 from seglib.split import PARTS, read_split
 
@@ -30,12 +31,17 @@ def main(argv=None):
     args = parser.parse_args(argv)
     params = config.load_params(args.params)
     data_cfg, pre_cfg = config.section(params, "data"), config.section(params, "preprocess")
+    volume_cfg = config.section(params, "volume")
     parts = read_split(args.split, args.fold)
     every_item = [item for part in PARTS for item in parts[part]]
-    graymap = build_graymap(data_cfg.gray_values or scan_gray_values(args.masks, every_item, pre_cfg.max_pixels))
-    arrays = {part: prepare_items(args.images, args.masks, parts[part], graymap["gray_values"], pre_cfg)
+    graymap = build_graymap(data_cfg.gray_values
+                            or scan_gray_values(args.masks, every_item, pre_cfg.max_pixels, volume_cfg))
+    arrays = {part: prepare_split(args.images, args.masks, parts[part], graymap["gray_values"], pre_cfg,
+                                  volume_cfg if part == "train" else every_plane(volume_cfg))
               for part in PARTS}
-    meta = PreparedMeta(tuple(graymap["gray_values"]), **intensity_stats(arrays["train"]["images"]), preprocess=pre_cfg)
+    volumes = is_volume(every_item[0][0])
+    meta = PreparedMeta(tuple(graymap["gray_values"]), **intensity_stats(arrays["train"]["images"]),
+                        preprocess=pre_cfg, volume=volume_cfg if volumes else None)
     for part in PARTS:
         write_npz(Path(args.prepared) / f"{part}.npz", **arrays[part])
     write_json(Path(args.prepared) / "meta.json", meta.to_dict())

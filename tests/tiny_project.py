@@ -15,10 +15,11 @@ DEFAULT_STAGES = {"check-params", "split", "preprocess-gray-map", "train@unet", 
                   "evaluate@unet", "evaluate@deeplabv3", "compare"}
 
 
-def make_tiny_repo(root, subjects=8, slices=2, seed=0, overrides=None):
-    """A committed copy of this project on a small synthetic dataset with tiny settings."""
+def make_tiny_repo(root, subjects=8, slices=2, seed=0, overrides=None, volumes=False):
+    """A committed copy of this project on a small synthetic dataset (slices, or volumes) with tiny settings."""
     return scratch_project(root, overrides={**TINY, **(overrides or {})},
-                           synth_args=["--subjects", subjects, "--slices", slices, "--seed", seed])
+                           synth_args=["--subjects", subjects, "--slices", slices, "--seed", seed]
+                           + (["--volumes"] if volumes else []))
 
 
 def ran_stages(output):
