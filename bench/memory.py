@@ -4,6 +4,9 @@ built-in dataset at any size.
     python -m bench.memory --workdir /tmp/mem_default                         # 40 x 6 = 240 images, every stage
     python -m bench.memory --workdir /tmp/mem_10k --subjects 500 --slices 20 \\
         --stages split preprocess-gray-map                                     # 10,000 images, preparation only
+    python -m bench.memory --workdir /tmp/mem_vol --images ../shared/datasets/myosegmentum-volumes/images \\
+        --masks ../shared/datasets/myosegmentum-volumes/masks --set data.group_regex="'^(Case\\d+)'" \\
+        --set data.image_token="''" --set data.mask_token="''" --stages split preprocess-gray-map   # real volumes
 
 Each stage's command (as dvc.yaml writes it) runs as its own process; its peak
 resident memory is the kernel's figure for that process (wait4's ru_maxrss).
@@ -22,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from bench.real_data import parse_overrides
 from bench.scratch import ENV, dvc, scratch_project
 from bench.stages_in_order import commands
 from seglib.runtime import cpu_name
@@ -52,20 +56,29 @@ def main():
     parser.add_argument("--slices", type=int, default=6)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--stages", nargs="+", help="only these stages (names as dvc.yaml's, e.g. train@unet)")
+    parser.add_argument("--images", help="a dataset folder instead of the built-in dataset (with --masks)")
+    parser.add_argument("--masks")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="params.yaml keys, YAML values")
     args = parser.parse_args()
     start = time.perf_counter()
-    root = scratch_project(args.workdir, overrides={"train.epochs": args.epochs},
-                           synth_args=["--subjects", args.subjects, "--slices", args.slices])
-    images = args.subjects * args.slices
-    print(f"{images} images ({args.subjects} subjects x {args.slices} slices), scratch project built in "
-          f"{time.perf_counter() - start:.0f} s; {cpu_name()}", flush=True)
+    overrides = {"train.epochs": args.epochs, **parse_overrides(args.set)}
+    if args.images:
+        root = scratch_project(args.workdir, args.images, args.masks, overrides)
+        images = len(list(Path(args.images).iterdir()))
+        what = f"{images} files of {args.images}"
+    else:
+        root = scratch_project(args.workdir, overrides=overrides,
+                               synth_args=["--subjects", args.subjects, "--slices", args.slices])
+        images = args.subjects * args.slices
+        what = f"{images} images ({args.subjects} subjects x {args.slices} slices)"
+    print(f"{what}, scratch project built in {time.perf_counter() - start:.0f} s; {cpu_name()}", flush=True)
     pipeline, params = (yaml.safe_load((root / name).read_text()) for name in ("dvc.yaml", "params.yaml"))
     ran = []
     for name, argv in commands(pipeline, params):
-        if args.stages and name not in args.stages:
+        if args.stages and name not in args.stages and name != "check-params":  # every stage depends on it
             continue
         seconds, peak = run_measured([sys.executable if a == "python" else a for a in argv], root)
-        extra = f", {seconds / images * 1000:.1f} s per 1,000 images" if name in ("split", "preprocess-gray-map") else ""
+        extra = f", {seconds / images * 1000:.1f} s per 1,000 files" if name in ("split", "preprocess-gray-map") else ""
         if name == "preprocess-gray-map":
             extra += f"; prepared arrays {prepared_mb(root):.0f} MB"
         print(f"{name:22s} {seconds:7.1f} s  peak RSS {peak:7.0f} MB{extra}", flush=True)

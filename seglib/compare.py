@@ -50,4 +50,7 @@ def compare_models(train_metrics, test_metrics, per_image_rows, cmp_cfg):
             [dice_a[i] for i in common], [dice_b[i] for i in common], [subject[i] for i in common],
             cmp_cfg.bootstrap, cmp_cfg.permutations, cmp_cfg.seed)
     ahead = {key: _leader(summaries, key, better) for key, _, better in COLUMNS}
-    return {"models": summaries, "ahead": ahead, "paired_image_dice": paired, "per_subject_dice": per_subject}
+    result = {"models": summaries, "ahead": ahead, "paired_image_dice": paired, "per_subject_dice": per_subject}
+    if any(t.get("scored_per") == "volume" for t in test_metrics.values()):
+        result["scored_per"] = "volume"  # the "images" above are whole volumes, scored in 3D
+    return result

@@ -161,5 +161,8 @@ def pool(test, rows, cv_cfg, cmp_cfg, models, ensembles):
                         for s in seeds))
                 for m, n in ((a, b), (b, a))}
         paired[f"{a}_minus_{b}"] = {**stat, "verdict": verdict(a, b, stat, wins, (len(folds), len(seeds)))}
-    return {"folds": len(folds), "seeds": seeds, "subjects": len(subjects), "models": summaries,
-            "per_subject_dice": per_subject, "paired_subject_dice": paired}
+    result = {"folds": len(folds), "seeds": seeds, "subjects": len(subjects), "models": summaries,
+              "per_subject_dice": per_subject, "paired_subject_dice": paired}
+    if any(t.get("scored_per") == "volume" for t in test.values()):
+        result["scored_per"] = "volume"  # slice_fg_dice and the per-image rows are per volume, in 3D
+    return result

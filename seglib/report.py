@@ -30,7 +30,8 @@ def crossval_lines(result):
            "| | " + " | ".join(models) + " |", "|" + "---|" * (len(models) + 1)]
     out += [row(f"pooled {key}", [s["pooled"][key] for s in summaries]) for key in POOLED_KEYS]
     out.append(row("pooled fg_dice, post-processed", [s["pooled_postprocessed"]["fg_dice"] for s in summaries]))
-    out.append(row("mean slice fg Dice", [s["slice_fg_dice"]["mean"] for s in summaries]))
+    unit = "volume (3D)" if result.get("scored_per") == "volume" else "slice"
+    out.append(row(f"mean {unit} fg Dice", [s["slice_fg_dice"]["mean"] for s in summaries]))
     out.append("| its 95% interval (bootstrap by subject) | " + " | ".join(
         "[" + ", ".join(map(format_score, s["slice_fg_dice"]["ci95"])) + "]" for s in summaries) + " |")
     for kind, title in (("pooled", ""), ("pooled_postprocessed", ", post-processed")):
@@ -50,7 +51,8 @@ def crossval_lines(result):
                            ("ensemble_fg_dice_postprocessed", f"fold {fold}: {n}-seed ensemble, post-processed")):
             out += scored_rows(title, [s["seed_study"][fold][key] for s in summaries])
     out += [""] + [f"- {p['verdict']}" for p in result["paired_subject_dice"].values()]
-    out += ["", "Per subject (mean image Dice over its slices and the seeds), hardest first:", "",
+    over = "its volume's 3D Dice" if result.get("scored_per") == "volume" else "mean image Dice over its slices"
+    out += ["", f"Per subject ({over} and the seeds), hardest first:", "",
             "| subject | " + " | ".join(models) + " |", "|" + "---|" * (len(models) + 1)]
     subjects = sorted(result["per_subject_dice"][models[0]], key=lambda s: result["per_subject_dice"][models[0]][s])
     out += [row(s, [result["per_subject_dice"][m].get(s) for m in models]) for s in subjects]
@@ -73,16 +75,16 @@ def table_rows(result):
 
 
 def paired_sentences(result):
-    """One sentence per pair of models: the mean per-image Dice difference, its interval and p-value."""
-    lines = []
+    """One sentence per pair of models: the mean per-image (per-volume) Dice difference, its interval and p-value."""
+    lines, unit = [], result.get("scored_per", "image")
     for pair, stat in result["paired_image_dice"].items():
         if not stat["n"]:
             continue
         a, b = pair.split("_minus_")
         lo, hi = stat["ci95"]
-        lines.append(f"{a} - {b}: mean per-image Dice difference {stat['mean_diff']:+.4f} "
+        lines.append(f"{a} - {b}: mean per-{unit} Dice difference {stat['mean_diff']:+.4f} "
                      f"(95% bootstrap CI {lo:+.4f} to {hi:+.4f}; paired permutation p = {stat['p_value']:.4g}; "
-                     f"{stat['n']} test images from {stat['units']} {stat['unit']}s, resampled by {stat['unit']})")
+                     f"{stat['n']} test {unit}s from {stat['units']} {stat['unit']}s, resampled by {stat['unit']})")
     return lines
 
 
@@ -90,12 +92,19 @@ TIMING_NOTE = ("Timings are not part of this report, so identical runs give iden
                "see logs/timing/ after a run.")
 
 
+VOLUME_NOTE = ("The test data are volumes: every plane predicted, each volume scored whole in 3D on its own grid "
+               "(per-image rows are per volume, distances in mm from the headers; slice-level scores are under "
+               "per_slice in metrics/test/<model>.json).")
+
+
 def report_markdown(result, figures, title="Model comparison"):
     header, rows = table_rows(result)
     out = [f"# {title}", "", "Test split scores at each image's original size; fg = mean over foreground classes. "
            "Distances in the units of metrics/test/<model>.json (pixels unless evaluate.pixel_spacing or subject_spacing is set). "
-           + TIMING_NOTE, "",
-           "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+           + TIMING_NOTE, ""]
+    if result.get("scored_per") == "volume":
+        out += [VOLUME_NOTE, ""]
+    out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     out += ["", "## Paired difference over test images", ""] + [f"- {s}" for s in paired_sentences(result)]
     if "crossval" in result:
@@ -114,10 +123,11 @@ def report_html(result, figure_files, title="Model comparison"):
         f'{base64.b64encode(Path(f).read_bytes()).decode()}"><figcaption>{html.escape(Path(f).stem)}</figcaption></figure>'
         for f in figure_files)
     paired = "".join(f"<li>{html.escape(s)}</li>" for s in paired_sentences(result))
+    note = TIMING_NOTE + (" " + VOLUME_NOTE if result.get("scored_per") == "volume" else "")
     if "crossval" in result:  # its tables as the markdown text, which reads as a table in plain text
         paired += f"<pre>{html.escape(chr(10).join(crossval_lines(result['crossval'])))}</pre>"
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
             "body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
             "td,th{border:1px solid #bbb;padding:4px 8px;text-align:right}img{max-width:100%}</style></head>"
-            f"<body><h1>{html.escape(title)}</h1><p>{html.escape(TIMING_NOTE)}</p><table><tr>{cells}</tr>{body}</table>"
+            f"<body><h1>{html.escape(title)}</h1><p>{html.escape(note)}</p><table><tr>{cells}</tr>{body}</table>"
             f"<h2>Paired difference over test images</h2><ul>{paired}</ul><h2>Figures</h2>{images}</body></html>\n")

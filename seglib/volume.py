@@ -13,14 +13,15 @@ model trained on RAS files sees LPS files the same way. `Orientation` undoes it 
 import dataclasses
 import gzip
 import os
-import zlib
 import shutil
 import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from seglib.io import TEMP_SUFFIX, UnreadableFile
+from seglib.errors import SegError
+from seglib.io import TEMP_SUFFIX, UnreadableFile, is_volume, list_images
 
 # (LPS axis, sign) of the canonical (plane, row, column) axes. In-plane: superior up, anterior left on
 # sagittal slices; coronal and axial in the radiological convention (the patient's right on the left).
@@ -35,6 +36,16 @@ LPS_NAMES = ("left-right", "anterior-posterior", "inferior-superior")
 SPACING_TOLERANCE = 1e-3    # relative
 DIRECTION_TOLERANCE = 1e-3  # cosine components
 ORIGIN_TOLERANCE = 1e-2     # fraction of the smallest voxel side
+
+
+VOLUME_SPACING = ("evaluate.pixel_spacing / subject_spacing: the data are volumes, whose headers give the spacing "
+                  "in mm; set pixel_spacing: null and subject_spacing: {}")
+
+
+def check_spacing_source(eval_cfg, image_dir):
+    """Spacing settings are for 2-D images: volumes carry theirs in the header (a listing, no file read)."""
+    if eval_cfg.in_mm and Path(image_dir).is_dir() and any(is_volume(p) for p in list_images(image_dir)):
+        raise SegError(VOLUME_SPACING)
 
 
 @dataclasses.dataclass(frozen=True)

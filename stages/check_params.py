@@ -8,8 +8,9 @@ stage depends on the whole of params.yaml and every other stage runs after it
 (split depends on its output), so a wrong setting stops `dvc repro` and
 `dvc exp run` here, before anything is removed. Settings keyed by subject are
 checked against the subject ids of --images' file names (a listing, no file is
-read). Its output never changes, so a valid change reruns only the stages that
-read the changed keys.
+read); so is a pixel spacing set for volumes, whose headers hold theirs. Its
+output never changes, so a valid change reruns only the stages that read the
+changed keys.
 """
 import argparse
 
@@ -17,6 +18,7 @@ from seglib import config
 from seglib.check import check_subject_keys
 from seglib.errors import SegError, run_cli
 from seglib.io import write_text
+from seglib.volume import check_spacing_source
 
 CHECKED = "every key of params.yaml passed seglib.config.validate\n"
 
@@ -29,8 +31,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         params = config.load_params(args.params)
-        check_subject_keys(config.section(params, "evaluate").subject_spacing, "evaluate.subject_spacing",
-                           args.images, config.section(params, "data").group_regex)
+        eval_cfg = config.section(params, "evaluate")
+        check_subject_keys(eval_cfg.subject_spacing, "evaluate.subject_spacing", args.images,
+                           config.section(params, "data").group_regex)
+        check_spacing_source(eval_cfg, args.images)
     except SegError as exc:
         raise SegError(f"{exc}\nNo stage ran and no output was removed; fix the setting (after a failed "
                        f"`dvc exp run -S`, `git checkout {args.params}` restores the committed one)") from None

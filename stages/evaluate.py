@@ -20,14 +20,14 @@ import argparse
 from pathlib import Path
 
 from seglib import config
-from seglib.errors import run_cli
-from seglib.errors import SegError
+from seglib.errors import SegError, run_cli
 from seglib.evaluate import ScoredSplit, evaluate_split, evaluate_volumes, worst_and_best
 from seglib.inference import load_predictor
 from seglib.io import read_npz, save_figure, write_csv, write_json
 from seglib.plots import best_worst_figure, confusion_records
 from seglib.runtime import end_with_dvc, use_runtime
 from seglib.split import read_split
+from seglib.volume import VOLUME_SPACING
 
 
 def main(argv=None):
@@ -51,8 +51,7 @@ def main(argv=None):
     checkpoints = [c.format(seed=s) for c in args.checkpoint for s in (seeds if "{seed}" in c else [None])]
     predictor = load_predictor(checkpoints, device)
     if test.of_volumes and eval_cfg.in_mm:
-        raise SegError("evaluate.pixel_spacing / subject_spacing: the data are volumes, whose headers give the "
-                       "spacing in mm; set pixel_spacing: null and subject_spacing: {}")
+        raise SegError(VOLUME_SPACING)
     # score everything before writing anything: a failure leaves no partial outputs
     evaluation, processed = evaluate_volumes(predictor, test) if test.of_volumes else \
         evaluate_split(predictor, test, eval_cfg.spacing)

@@ -6,14 +6,16 @@ real-data table are made with `python -m bench.real_data` (see README).
 import csv
 import json
 
+import numpy as np
 import pytest
 
 from bench.scratch import dvc, scratch_project
 from conftest import SHARED
-from seglib.io import DEFAULT_MAX_PIXELS
+from seglib.io import DEFAULT_MAX_PIXELS, read_image, read_mask
 from seglib.check import check_dataset
-from seglib.config import DataConfig
+from seglib.config import DataConfig, VolumeConfig
 from seglib.split import split_by_subject
+from seglib.volume import read_label_volume, read_volume
 
 DATASETS = SHARED / "datasets"
 TINY = {"preprocess.base_size": [64, 64], "train.epochs": 1, "runtime.device": "cpu",
@@ -101,3 +103,30 @@ def test_real_ct_as_four_fold_cross_validation(tmp_path):
     meta = json.loads((root / "artifacts/cv/fold0/prepared/meta.json").read_text())
     assert meta["preprocess"]["ct_window"] and meta["preprocess"]["hu_offset"] == 1024.0
     assert json.loads((root / "metrics/test/cv/unet-0-0.json").read_text())["units"] == "mm"
+
+
+VOLUMES = DATASETS / "myosegmentum-volumes"
+
+
+@pytest.mark.skipif(not VOLUMES.is_dir(), reason="../shared/datasets/myosegmentum-volumes is absent")
+def test_real_volumes_slice_into_the_published_sagittal_slices():
+    """The header (axes I, P, R) read into the canonical orientation gives, plane for plane, the pixels of
+    the slice set (row 0 superior, column 0 anterior; its plane k is canonical plane 76 - k, right to left)."""
+    volume = read_volume(VOLUMES / "images" / "Case01.nii.gz", "sagittal", VolumeConfig().max_voxels)
+    labels = read_label_volume(VOLUMES / "levels" / "Case01.nii.gz", "sagittal", VolumeConfig().max_voxels)[0]
+    assert volume.voxels.shape == (77, 224, 224) and volume.spacing == (1.0, 1.0, 1.0)
+    slices = DATASETS / "myosegmentum-sagittal"
+    for path in sorted((slices / "images").glob("Case01_Slice*.png")):
+        k = int(path.stem.split("Slice")[1])
+        assert np.array_equal(volume.voxels[76 - k], read_image(path)[0]), path.name
+        mask = read_mask(slices / "levels" / path.name.replace("Slice", "Labels_slice"))[0]
+        assert np.array_equal(labels.voxels[76 - k] * 40, mask), path.name   # the slice set's gray levels
+
+
+@pytest.mark.skipif(not VOLUMES.is_dir(), reason="../shared/datasets/myosegmentum-volumes is absent")
+def test_copied_volumes_are_merged_and_levels_group_into_one_class():
+    cfg = DataConfig(group_regex=r"^(Case\d+)")
+    report = check_dataset(VOLUMES / "images", VOLUMES / "levels", cfg, DEFAULT_MAX_PIXELS,
+                           VolumeConfig(label_groups={"vertebra": (1, 2, 3, 4, 5)}))
+    assert {"Case18+Case19", "Case32+Case33", "Case51+Case53", "Case52+Case54"} <= set(report.units.values())
+    assert report.summary()["split_units"] == 50 and report.summary()["gray_values"] == [0, 1]

@@ -12,6 +12,8 @@ import SimpleITK as sitk
 import yaml
 
 from bench.scratch import REPO, dvc, sh
+from bench.slice_subset import subset_planes
+from conftest import SHARED
 from seglib.config import VolumeConfig
 from seglib.evaluate import ScoredSplit, evaluate_volumes
 from seglib.metrics import per_image, surface_distances
@@ -19,6 +21,7 @@ from seglib.postprocess import none as no_rules
 from seglib.prepare import every_plane, prepare_volumes
 from seglib.predict import predict_volume
 from seglib.prepared_meta import PreparedMeta
+from seglib.synth import generate
 from seglib.config import PreprocessConfig
 from seglib.volume import read_label_volume, read_volume, store, training_planes, write_label_volume
 from tiny_project import make_tiny_repo, ran_stages, DEFAULT_STAGES
@@ -248,7 +251,9 @@ def test_a_volume_pipeline_scores_per_subject_in_3d_through_dvc(volume_project):
         assert total == sum(sizes)                                   # every voxel of every test volume
     compare = json.loads((root / "metrics" / "compare.json").read_text())
     assert compare["paired_image_dice"]["unet_minus_deeplabv3"]["n"] == 2
-    assert sorted(compare["per_subject_dice"]["unet"]) == tested
+    assert sorted(compare["per_subject_dice"]["unet"]) == tested and compare["scored_per"] == "volume"
+    report = (root / "reports" / "report.md").read_text()
+    assert "scored whole in 3D" in report and "mean per-volume Dice difference" in report
     assert dvc("status", cwd=root).stdout.strip() == "Data and pipelines are up to date."
 
 
@@ -283,3 +288,45 @@ def test_predict_on_volumes_writes_each_in_its_grid_and_skips_a_broken_one(volum
     written, given = sitk.ReadImage(str(tmp_path / "out" / "Case002.nii.gz")), sitk.ReadImage(str(source))
     for get in ("GetSize", "GetSpacing", "GetOrigin", "GetDirection"):
         assert getattr(written, get)() == pytest.approx(getattr(given, get)())
+
+
+def test_volumes_refuse_a_pixel_spacing_and_a_mix_with_2d_images(tmp_path):
+    for folder in ("images", "masks"):
+        (tmp_path / folder).mkdir()
+        store(tmp_path / folder / "Case1.nii.gz", np.ones((3, 8, 8), np.uint8), (3.0, 1.0, 1.0), LPS)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"].update(image_token="", mask_token="", group_regex="")
+    params["evaluate"]["pixel_spacing"] = [0.5, 0.5]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    out = sh(sys.executable, "-m", "stages.check_params", "--params", tmp_path / "params.yaml", "--images",
+             tmp_path / "images", "--out", tmp_path / "checked", cwd=REPO, check=False)
+    assert out.returncode == 2 and "whose headers give the spacing" in out.stderr and not (tmp_path / "checked").exists()
+    params["evaluate"]["pixel_spacing"] = None
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    generate(tmp_path / "slices", subjects=1, slices=1)
+    shutil.copy(tmp_path / "slices" / "images" / "Case001_Slice01.png", tmp_path / "images" / "Case2.png")
+    shutil.copy(tmp_path / "slices" / "masks" / "Case001_Labels_slice01.png", tmp_path / "masks" / "Case2.png")
+    out = sh(sys.executable, "-m", "seglib", "check", "--images", tmp_path / "images", "--masks", tmp_path / "masks",
+             "--params", tmp_path / "params.yaml", cwd=REPO, check=False)
+    assert out.returncode == 2 and "1 volume(s) and 1 2-D image(s)" in out.stderr
+
+
+def test_the_slice_subset_of_a_volume_is_the_slice_datasets_rule():
+    area = [0, 2, 5, 10, 20, 40, 40, 30, 20, 9, 2, 0]   # foreground pixels per plane; 25 % of 40 is 10
+    truth = np.zeros((len(area), 1, 40), np.uint8)
+    for k, a in enumerate(area):
+        truth[k, 0, :a] = 1
+    assert subset_planes(truth, 2, 0.25) == [3, 5, 7]
+    assert subset_planes(truth, 1, 0.5) == [4, 5, 6, 7, 8]
+    assert subset_planes(np.zeros((3, 2, 2)), 5, 0.25) == []
+
+
+@pytest.mark.skipif(not (SHARED / "datasets" / "myosegmentum-volumes").is_dir(), reason="../shared/datasets is absent")
+def test_the_subset_rule_gives_the_published_slice_set():
+    """Case01's slices in myosegmentum-sagittal are the planes the rule picks in the file's storage order
+    (k, the reverse of the canonical right-to-left order)."""
+    datasets = SHARED / "datasets"
+    labels = read_label_volume(datasets / "myosegmentum-volumes" / "masks" / "Case01.nii.gz", "sagittal", 10 ** 8)[0]
+    published = sorted(int(p.stem.split("Slice")[1])
+                       for p in (datasets / "myosegmentum-sagittal" / "images").glob("Case01_Slice*.png"))
+    assert subset_planes(labels.voxels[::-1], 5, 0.25) == published
