@@ -87,6 +87,11 @@ class Predictor:
             yield scores.argmax(0).cpu().numpy().astype(np.uint8)
 
 
+def _slicing(meta):
+    """How a volume becomes the member's input and truth; which training planes it saw does not matter."""
+    return meta.volume and {"slice_axis": meta.volume.slice_axis, "label_groups": meta.volume.label_groups}
+
+
 @dataclasses.dataclass
 class Ensemble:
     """Several predictors as one, as nnU-Net's default inference combines its folds: the mean of the
@@ -100,10 +105,11 @@ class Ensemble:
         members = [Predictor.load(c, device, flips) for c in checkpoints]
         first = members[0].meta
         for path, member in zip(checkpoints[1:], members[1:]):
-            for what in ("gray_values", "preprocess"):
-                if getattr(member.meta, what) != getattr(first, what):
-                    raise SegError(f"{path}: prepared with {what} {getattr(member.meta, what)}, {checkpoints[0]} "
-                                   f"with {getattr(first, what)}; an ensemble's members must read the same input")
+            for what, read in (("gray_values", lambda m: m.gray_values), ("preprocess", lambda m: m.preprocess),
+                               ("volume slicing", _slicing)):
+                if read(member.meta) != read(first):
+                    raise SegError(f"{path}: prepared with {what} {read(member.meta)}, {checkpoints[0]} "
+                                   f"with {read(first)}; an ensemble's members must read the same input")
         return cls(members)
 
     @property

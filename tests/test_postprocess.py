@@ -1,4 +1,6 @@
 """Post-processing rules on hand-made masks, their choice on validation, and ensembles."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +9,7 @@ from PIL import Image
 from conftest import run_module, tiny_meta
 from seglib import postprocess
 from seglib.checkpoint import save_checkpoint
-from seglib.config import UNetConfig
+from seglib.config import UNetConfig, VolumeConfig
 from seglib.errors import SegError
 from seglib.inference import Ensemble, Predictor
 from seglib.models import build_model
@@ -146,6 +148,15 @@ def test_ensemble_members_must_read_the_same_input(tmp_path):
     with pytest.raises(SegError, match=r"c.pt: prepared with preprocess .*base_size=\(64, 64\).*a.pt with "
                                        r".*base_size=\(32, 32\)"):
         Ensemble.load([tmp_path / "a.pt", tmp_path / "c.pt"], CPU)
+    # volumes sliced along other axes: refused; trained on other planes of the same slicing: one ensemble
+    sagittal, coronal = (dataclasses.replace(tiny_meta((0, 128, 255)), volume=VolumeConfig(slice_axis=axis))
+                         for axis in ("sagittal", "coronal"))
+    foreground = dataclasses.replace(sagittal, volume=VolumeConfig(train_planes="foreground", step=3))
+    for name, meta in (("s.pt", sagittal), ("k.pt", coronal), ("f.pt", foreground)):
+        save_checkpoint(tmp_path / name, build_model(cfg, 3), cfg, meta, "unet")
+    with pytest.raises(SegError, match=r"k.pt: prepared with volume slicing .*coronal.*s.pt with .*sagittal"):
+        Ensemble.load([tmp_path / "s.pt", tmp_path / "k.pt"], CPU)
+    assert len(Ensemble.load([tmp_path / "s.pt", tmp_path / "f.pt"], CPU).members) == 2
 
 
 def test_predict_applies_the_checkpoints_rule_and_an_ensemble_the_agreed_one(tmp_path):
