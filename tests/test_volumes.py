@@ -12,8 +12,6 @@ import SimpleITK as sitk
 import yaml
 
 from bench.scratch import REPO, dvc, sh
-from bench.slice_subset import subset_planes
-from conftest import SHARED
 from seglib.config import VolumeConfig
 from seglib.evaluate import ScoredSplit, evaluate_volumes
 from seglib.metrics import per_image, surface_distances
@@ -309,24 +307,3 @@ def test_volumes_refuse_a_pixel_spacing_and_a_mix_with_2d_images(tmp_path):
     out = sh(sys.executable, "-m", "seglib", "check", "--images", tmp_path / "images", "--masks", tmp_path / "masks",
              "--params", tmp_path / "params.yaml", cwd=REPO, check=False)
     assert out.returncode == 2 and "1 volume(s) and 1 2-D image(s)" in out.stderr
-
-
-def test_the_slice_subset_of_a_volume_is_the_slice_datasets_rule():
-    area = [0, 2, 5, 10, 20, 40, 40, 30, 20, 9, 2, 0]   # foreground pixels per plane; 25 % of 40 is 10
-    truth = np.zeros((len(area), 1, 40), np.uint8)
-    for k, a in enumerate(area):
-        truth[k, 0, :a] = 1
-    assert subset_planes(truth, 2, 0.25) == [3, 5, 7]
-    assert subset_planes(truth, 1, 0.5) == [4, 5, 6, 7, 8]
-    assert subset_planes(np.zeros((3, 2, 2)), 5, 0.25) == []
-
-
-@pytest.mark.skipif(not (SHARED / "datasets" / "myosegmentum-volumes").is_dir(), reason="../shared/datasets is absent")
-def test_the_subset_rule_gives_the_published_slice_set():
-    """Case01's slices in myosegmentum-sagittal are the planes the rule picks in the file's storage order
-    (k, the reverse of the canonical right-to-left order)."""
-    datasets = SHARED / "datasets"
-    labels = read_label_volume(datasets / "myosegmentum-volumes" / "masks" / "Case01.nii.gz", "sagittal", 10 ** 8)[0]
-    published = sorted(int(p.stem.split("Slice")[1])
-                       for p in (datasets / "myosegmentum-sagittal" / "images").glob("Case01_Slice*.png"))
-    assert subset_planes(labels.voxels[::-1], 5, 0.25) == published
