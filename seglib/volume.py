@@ -62,14 +62,14 @@ class Orientation:
         return np.ascontiguousarray(np.transpose(flipped, np.argsort(self.order)))
 
 
-def orientation_of(direction, slice_axis, where):
+def orientation_of(direction, slice_axis):
     """The Orientation that brings an array with this direction matrix (3 x 3, row-major, ITK's: column
     c is index axis c in LPS) into LAYOUTS[slice_axis]. Oblique axes snap to the nearest anatomical one."""
     direction = np.asarray(direction, dtype=np.float64).reshape(3, 3)
     # stored numpy axis a is ITK index axis 2 - a
     lps_axis = [int(np.argmax(np.abs(direction[:, 2 - a]))) for a in range(3)]
     if sorted(lps_axis) != [0, 1, 2]:
-        raise UnreadableFile(f"{where}: its axes are too oblique to tell which is {' and which is '.join(LPS_NAMES)} "
+        raise UnreadableFile(f"its axes are too oblique to tell which is {' and which is '.join(LPS_NAMES)} "
                              f"(direction {np.round(direction, 3).tolist()}); resample it to an axis-aligned grid")
     sign = [int(np.sign(direction[lps_axis[a], 2 - a])) for a in range(3)]
     order = tuple(lps_axis.index(axis) for axis, _ in LAYOUTS[slice_axis])
@@ -106,11 +106,6 @@ class Volume:
     spacing: tuple       # mm along the canonical axes
     header: Header
     orientation: Orientation
-
-    @property
-    def plane_spacing(self):
-        """(row, column) mm of one slice."""
-        return tuple(self.spacing[1:])
 
 
 def _reader(path, max_voxels):
@@ -182,14 +177,14 @@ def read_volume(path, slice_axis, max_voxels):
                     tuple(image.GetDirection()))
     if min(header.spacing) <= 0:
         raise UnreadableFile(f"has voxel spacing {list(header.spacing)}; every spacing must be positive (fix the header)")
-    orientation = orientation_of(header.direction, slice_axis, path)
+    orientation = orientation_of(header.direction, slice_axis)
     stored = sitk.GetArrayFromImage(image)
     spacing = tuple(float(header.spacing[2 - a]) for a in orientation.order)
     return Volume(orientation.to_canonical(stored), spacing, header, orientation)
 
 
 def read_image_volume(path, slice_axis, max_voxels):
-    """(Volume of float32 intensities, bit depth 8 or 16): 8 only for 8-bit integer voxels, as for PNGs."""
+    """(Volume of float32 intensities, bit depth 8 or 16): 8 for unsigned 8-bit voxels, as for PNGs."""
     volume = read_volume(path, slice_axis, max_voxels)
     voxels = volume.voxels
     if voxels.dtype.kind == "f":
@@ -197,7 +192,7 @@ def read_image_volume(path, slice_axis, max_voxels):
         if bad:
             raise UnreadableFile(f"{bad:,} of its {voxels.size:,} voxels are not finite (NaN or inf); replace them "
                                  "(e.g. with the background value) and save it again")
-    depth = 8 if voxels.dtype in (np.uint8, np.int8) else 16
+    depth = 8 if voxels.dtype == np.uint8 else 16
     return dataclasses.replace(volume, voxels=voxels.astype(np.float32)), depth
 
 
@@ -231,7 +226,7 @@ def store(path, canonical, spacing, direction, slice_axis="sagittal"):
     """Write a new volume whose canonical form (LAYOUTS[slice_axis]) is `canonical`, with `spacing` (mm along
     the canonical axes), stored in the order `direction` (ITK's 3 x 3, row-major) gives: synthetic data and
     tests write one anatomy in any storage order with it."""
-    orientation = orientation_of(direction, slice_axis, path)
+    orientation = orientation_of(direction, slice_axis)
     stored = orientation.to_stored(np.asarray(canonical))
     itk_spacing = [0.0] * 3
     for t, a in enumerate(orientation.order):
