@@ -13,7 +13,7 @@ from torch import nn
 from seglib import config, postprocess
 from seglib.errors import SegError
 from seglib.io import write_bytes
-from seglib.models import build_model
+from seglib.models import build_model, encoder_of
 from seglib.prepared_meta import read_meta
 
 CHECKPOINT_FORMAT = 3  # 3: the post-processing rules; 2: settings hold only their arch's fields (1: every arch's)
@@ -72,6 +72,55 @@ def load_local_weights(model, path):
     model.load_state_dict(taken, strict=False)
 
 
+# what an ImageNet file holds beyond its backbone: the classifier (torchvision's fc / classifier,
+# timm's head); dropped, as every library does when it builds an encoder from such a file
+HEAD_PREFIXES = ("fc.", "classifier.", "head.", "last_linear.")
+# how a published file names the encoder's tensors: as they are (torchvision ResNets, smp encoders),
+# under features. (torchvision's MobileNetV3, whose features DeepLabV3 takes as its backbone), or without
+# smp's model. (timm's own files for a tu-<name> encoder)
+KEY_LAYOUTS = (("", ""), ("features.", ""), ("", "model."))
+
+
+def _renamed(state, layout):
+    strip, add = layout
+    return {add + key[len(strip):]: value for key, value in state.items()
+            if key.startswith(strip) and not key.startswith(HEAD_PREFIXES)}
+
+
+def _fit_first_conv(value, own):
+    """A 3-channel first convolution for a 1-channel encoder: the RGB kernels summed, as smp adapts it."""
+    if value.dim() == 4 and own.dim() == 4 and value.shape[1] == 3 and own.shape[1] == 1 \
+            and value.shape[0] == own.shape[0] and value.shape[2:] == own.shape[2:]:
+        return value.sum(1, keepdim=True)
+    return value
+
+
+def load_encoder_weights(model, path):
+    """Initialise `model`'s encoder (seglib.models.encoder_of) from a local ImageNet file in its library's
+    published layout, strictly: every encoder tensor must be in the file with its shape, and the file may
+    hold nothing else but its classifier; one message names the file and the first mismatch."""
+    encoder = encoder_of(model)
+    if encoder is None:
+        raise SegError(f"{path}: encoder_weights are for models with an encoder (deeplabv3, smp), not this one")
+    state = require_state_dict(load_tensors(path, "encoder weights"), f"{path}: encoder weights")
+    own = encoder.state_dict()
+    # batch norms' counters are absent from older published files and change nothing at training time
+    needed = {k for k in own if not k.endswith("num_batches_tracked")}
+    renamed = max((_renamed(state, layout) for layout in KEY_LAYOUTS), key=lambda r: len(needed & set(r)))
+    missing, unexpected = sorted(needed - set(renamed)), sorted(set(renamed) - set(own))
+    if missing or unexpected:
+        raise SegError(f"{path}: not the encoder of this model ({type(encoder).__name__}, {len(needed)} tensors): "
+                       f"{len(missing)} missing{f' (first {missing[0]!r})' if missing else ''}, {len(unexpected)} "
+                       f"unexpected{f' (first {unexpected[0]!r})' if unexpected else ''}; use the file published for "
+                       "this encoder (README: pretrained encoders)")
+    for key, value in renamed.items():
+        value = renamed[key] = _fit_first_conv(value, own[key])
+        if value.shape != own[key].shape:
+            raise SegError(f"{path}: tensor {key!r} has shape {list(value.shape)}, the encoder's is "
+                           f"{list(own[key].shape)}; the file is for another variant of this encoder")
+    encoder.load_state_dict(renamed, strict=False)  # strict on names above; counters kept where absent
+
+
 CHECKPOINT_KEYS = ("format", "settings", "num_classes", "meta", "state_dict", "postprocess")
 
 
@@ -93,6 +142,8 @@ def save_checkpoint(path, model, cfg, meta, name, rules=None):
     """
     settings = dataclasses.asdict(cfg)
     settings["weights"] = None  # the trained weights are in this file
+    if "encoder_weights" in settings:
+        settings["encoder_weights"] = None
     buffer = io.BytesIO()
     torch.save({"format": CHECKPOINT_FORMAT, "settings": settings, "num_classes": meta.num_classes,
                 "meta": {**meta.to_dict(), "name": name}, "state_dict": model.state_dict(),
@@ -107,8 +158,9 @@ def _settings(ckpt, path):
         own = {f.name for f in dataclasses.fields(config.ARCHS[settings["arch"]])}
         settings = {k: v for k, v in settings.items() if k in own}
     cfg = config.model_config(settings, f"{path}: settings")
-    if cfg.weights is not None:
-        raise SegError(f"{path}: settings.weights must be null in a trained checkpoint (its weights are inside)")
+    if cfg.weights is not None or getattr(cfg, "encoder_weights", None) is not None:
+        raise SegError(f"{path}: settings.weights and encoder_weights must be null in a trained checkpoint "
+                       "(its weights are inside)")
     return cfg
 
 

@@ -189,6 +189,13 @@ BACKBONES = ("mobilenet_v3_large", "resnet50", "resnet101")
 MAX_WIDTH = 128  # UNet's first level; the classic UNet uses 64
 
 
+def _check_weights_path(path, where):
+    parts = PurePosixPath(path).parts if path is not None else None
+    if parts is not None and (parts[0] != WEIGHTS_DIR or len(parts) < 2 or ".." in parts):
+        raise SegError(f"{where}: must be a file under {WEIGHTS_DIR}/ in the project, got {path!r}; "
+                       f"copy it there (the train stages depend on {WEIGHTS_DIR}/, so a changed file retrains)")
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """What every entry of `models:` holds: how it trains. Each architecture's class adds its own fields."""
@@ -203,10 +210,7 @@ class ModelConfig:
     def check(self, where):
         if ARCHS.get(self.arch) is not type(self):
             raise SegError(f"{where}.arch: {self.arch!r} is not the arch of {type(self).__name__}")
-        parts = PurePosixPath(self.weights).parts if self.weights is not None else None
-        if parts is not None and (parts[0] != WEIGHTS_DIR or len(parts) < 2 or ".." in parts):
-            raise SegError(f"{where}.weights: must be a file under {WEIGHTS_DIR}/ in the project, got {self.weights!r}; "
-                           f"copy it there (the train stages depend on {WEIGHTS_DIR}/, so a changed file retrains)")
+        _check_weights_path(self.weights, f"{where}.weights")
         if self.epochs is not None and not 1 <= self.epochs <= MAX_EPOCHS:
             raise SegError(f"{where}.epochs: must be 1 to {MAX_EPOCHS} or null (= train.epochs), got {self.epochs}")
         if self.precision not in PRECISIONS:
@@ -239,15 +243,67 @@ class UNetConfig(ModelConfig):
 class DeepLabV3Config(ModelConfig):
     arch: str = "deeplabv3"
     backbone: str = "mobilenet_v3_large"
+    encoder_weights: Optional[str] = None   # torchvision's ImageNet file of the backbone, under weights/
 
     def check(self, where):
         super().check(where)
         if self.backbone not in BACKBONES:
             raise SegError(f"{where}.backbone: must be one of {list(BACKBONES)}, got {self.backbone!r}")
+        _check_weights_path(self.encoder_weights, f"{where}.encoder_weights")
+
+
+# segmentation-models-pytorch's architectures (pinned version). DPT is left out: its ViT encoders
+# take one fixed input size, which no padding of a slice can promise.
+LIBRARY_ARCHITECTURES = ("Unet", "UnetPlusPlus", "FPN", "DeepLabV3", "DeepLabV3Plus", "PSPNet", "PAN",
+                         "Linknet", "MAnet", "UPerNet", "Segformer")
+OUTPUT_STRIDES = (8, 16)        # DeepLabV3 and DeepLabV3Plus: dilation instead of the last stride(s)
+
+
+def library_encoders():
+    """The encoder names segmentation-models-pytorch builds: its own, and any timm model as 'tu-<name>'.
+    Imported here only when a library model is configured (the import takes seconds)."""
+    from segmentation_models_pytorch.encoders import get_encoder_names
+    return get_encoder_names()
+
+
+def _check_encoder(name, where):
+    if name in library_encoders():
+        return
+    if name.startswith("tu-"):
+        import timm
+        if name[3:] in timm.list_models():
+            return
+    close = _did_you_mean(name, library_encoders())
+    raise SegError(f"{where}: unknown encoder {name!r}{close}; segmentation-models-pytorch has "
+                   f"{', '.join(library_encoders())}, and any timm model as 'tu-<name>' (timm.list_models())")
+
+
+@dataclasses.dataclass(frozen=True)
+class LibraryConfig(ModelConfig):
+    """A model of segmentation-models-pytorch: an architecture with any of its encoders, from scratch
+    or from a local encoder file; nothing is ever downloaded."""
+    arch: str = "smp"
+    architecture: str = "Unet"              # one of LIBRARY_ARCHITECTURES
+    encoder: str = "resnet34"
+    output_stride: Optional[int] = None     # DeepLabV3 / DeepLabV3Plus: 8 or 16; null = the library's default
+    encoder_weights: Optional[str] = None   # the encoder's state dict (timm / smp layout), under weights/
+
+    def check(self, where):
+        super().check(where)
+        if self.architecture not in LIBRARY_ARCHITECTURES:
+            raise SegError(f"{where}.architecture: unknown architecture {self.architecture!r}"
+                           f"{_did_you_mean(self.architecture, LIBRARY_ARCHITECTURES)}; "
+                           f"segmentation-models-pytorch builds {list(LIBRARY_ARCHITECTURES)}")
+        if self.output_stride is not None and (self.architecture not in ("DeepLabV3", "DeepLabV3Plus")
+                                               or self.output_stride not in OUTPUT_STRIDES):
+            raise SegError(f"{where}.output_stride: {self.output_stride} is for DeepLabV3 and DeepLabV3Plus only, "
+                           f"as one of {list(OUTPUT_STRIDES)}; null keeps the library's default")
+        _check_encoder(self.encoder, f"{where}.encoder")
+        _check_weights_path(self.encoder_weights, f"{where}.encoder_weights")
 
 
 # arch -> its settings; seglib.models.REGISTRY builds each, and a test keeps the two equal
-ARCHS = {"unet": UNetConfig, "deeplabv3": DeepLabV3Config}
+ARCHS = {"unet": UNetConfig, "deeplabv3": DeepLabV3Config, "smp": LibraryConfig}
 
 
 def model_config(raw, where):

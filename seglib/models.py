@@ -1,4 +1,5 @@
-"""The model registry: UNet, DeepLabV3 adapted to return logits, and their builder.
+"""The model registry: UNet, DeepLabV3 adapted to return logits, segmentation-models-pytorch's
+architectures, and their builder.
 
 Every model maps a (N, 1, H, W) float tensor to (N, C, H, W) logits; nothing
 outside this module knows that DeepLabV3 returns a dict or wants 3 channels.
@@ -117,6 +118,64 @@ class ScaledInput(nn.Module):
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
+class LibraryModel(nn.Module):
+    """An architecture of segmentation-models-pytorch on 1-channel input, built with
+    encoder_weights=None (nothing is downloaded). Inputs are zero-padded at the bottom and right to
+    the multiple of its output stride the library requires (and PAN's pyramid to 128 px), and the
+    logits cropped back, so any slice size trains, like the UNet."""
+
+    MIN_SIDE = {"PAN": 128}  # its attention pyramid pools the stride-16 map three more times
+
+    def __init__(self, cfg, num_classes):
+        super().__init__()
+        import segmentation_models_pytorch as smp
+        options = {} if cfg.output_stride is None else {"encoder_output_stride": cfg.output_stride}
+        self.net = smp.create_model(cfg.architecture, encoder_name=cfg.encoder, encoder_weights=None,
+                                    in_channels=1, classes=num_classes, **options)
+        self.min_side = self.MIN_SIDE.get(cfg.architecture, 1)
+
+    def forward(self, x):
+        h, w = x.shape[-2:]
+        stride = self.net.encoder.output_stride
+        pad_h, pad_w = (max(-(-side // stride) * stride, self.min_side) - side for side in (h, w))
+        if pad_h or pad_w:
+            return self.net(F.pad(x, (0, pad_w, 0, pad_h)))[..., :h, :w]
+        return self.net(x)
+
+
+def encoder_of(model):
+    """The part of `model` that an ImageNet backbone file initialises: torchvision DeepLabV3's backbone,
+    or a library model's encoder (None for the UNet)."""
+    model = model.net if isinstance(model, ScaledInput) else model
+    if isinstance(model, DeepLabV3):
+        return model.net.backbone
+    return model.net.encoder if isinstance(model, LibraryModel) else None
+
+
+def model_cost(model, side):
+    """{parameters, gflops: one forward pass of one image of `side` (h, w) px, feature_map: the coarsest
+    activation's [h, w]}: the size and cost the report sets beside each score."""
+    from torch.utils.flop_counter import FlopCounterMode
+    smallest = []
+
+    def record(_module, _inputs, output):
+        if isinstance(output, torch.Tensor) and output.dim() == 4:
+            smallest.append(tuple(output.shape[-2:]))
+    hooks = [m.register_forward_hook(record) for m in model.modules() if not list(m.children())]
+    was_training = model.training
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model.eval()(torch.zeros(1, 1, *side, device=next(model.parameters()).device))
+    finally:
+        model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    # global pooling (DeepLabV3's image branch, PSP's bins) is no feature map of the image
+    maps = [s for s in smallest if s[0] * s[1] > 1]
+    return {"parameters": count_parameters(model), "gflops": round(counter.get_total_flops() / 1e9, 3),
+            "feature_map": list(min(maps, key=lambda s: s[0] * s[1]))}
+
+
 def min_input_side(cfg):
     """Smallest input side (px, after input_scale) a model trains on: UNet's deepest level must keep
     2 x 2 pixels (instance norm needs more than one); DeepLabV3 has no such limit."""
@@ -127,6 +186,7 @@ def min_input_side(cfg):
 REGISTRY = {
     "unet": lambda cfg, num_classes: UNet(1, num_classes, cfg.width, cfg.norm, cfg.depth),
     "deeplabv3": lambda cfg, num_classes: DeepLabV3(num_classes, cfg.backbone),
+    "smp": LibraryModel,
 }
 
 

@@ -80,6 +80,22 @@ def comparison_figure(histories, metric):
     return fig
 
 
+def compute_figure(curves, budget):
+    """Validation Dice against training compute (TFLOPs), one curve per model: who learns more per
+    unit of work, with the cheapest run's total (the equal-compute budget) marked."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for model, points in curves.items():
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=model)
+    ax.axvline(budget, color="gray", linestyle="--", linewidth=0.8, label="equal-compute budget")
+    ax.set_xlabel("training compute, TFLOPs (3 x forward FLOPs x images seen)")
+    ax.set_ylabel("validation Dice (foreground mean)")
+    ax.set_title("Validation Dice at equal training compute")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
 def subject_differences_figure(per_subject, a, b):
     """Per subject, model a's mean image Dice minus model b's, sorted: where each model fails."""
     subjects = sorted(set(per_subject[a]) & set(per_subject[b]), key=lambda s: per_subject[a][s] - per_subject[b][s])

@@ -71,7 +71,28 @@ def table_rows(result):
     rows.append(["post-processing (chosen on validation)", *[result["models"][m]["postprocess"] for m in models]])
     rows.append(["best epoch", *[str(result["models"][m]["best_epoch"]) for m in models]])
     rows.append(["parameters", *[f"{result['models'][m]['parameters']:,}" for m in models]])
+    rows.append(["GFLOPs per image (forward, at the input it sees)",
+                 *[number_or_map(result["models"][m].get("gflops_per_image")) for m in models]])
+    rows.append(["coarsest feature map", *[number_or_map(result["models"][m].get("feature_map")) for m in models]])
+    compute = result.get("equal_compute")
+    if compute:
+        budget = compute["budget_tflop"]
+        rows.append(["training compute, TFLOPs", *[f"{compute['models'][m]['train_tflop']:g}" for m in models]])
+        rows.append([f"best val Dice (fg) within {budget:g} TFLOPs (equal compute)",
+                     *[_at_budget(compute["models"][m]) for m in models]])
     return header, rows
+
+
+def number_or_map(value):
+    """A number as written (3.891), a feature map's [h, w] as 16 x 16, '-' where not recorded."""
+    if value is None:
+        return "-"
+    return " x ".join(str(s) for s in value) if isinstance(value, list) else f"{value:g}"
+
+
+def _at_budget(entry):
+    dice = entry["val_fg_dice_at_budget"]
+    return "-" if dice is None else f"{format_score(dice)} (epoch {entry['epoch_at_budget']})"
 
 
 def paired_sentences(result):

@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 from seglib.errors import SegError
-from seglib.report import format_score
+from seglib.report import format_score, number_or_map
 from seglib.stats import verdict
 
 DICE_KEYS = ("test_fg_dice", "test_fg_dice_postprocessed")
@@ -25,13 +25,25 @@ def committed(root, path):
     return out.stdout if out.returncode == 0 else None
 
 
-def headline_lines(result):
-    """A table of each model's test Dice and best epoch, then the verdict of each pair of models (and of
-    the cross-validation, where it ran)."""
-    lines = ["| model | test Dice (fg) | post-processed | best epoch |", "|---|---|---|---|"]
+def train_minutes(root, name):
+    """Minutes train@<name> took, from its timing log (no DVC output: seconds differ on every run)."""
+    path = Path(root) / "logs/timing" / f"{name}.json"
+    try:
+        return f"{json.loads(path.read_text())['train_seconds'] / 60:.1f}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "-"
+
+
+def headline_lines(result, root="."):
+    """A table of each model's test Dice, best epoch, cost (GFLOPs per image, coarsest feature map,
+    training minutes), then the verdict of each pair of models (and of the cross-validation, where it ran)."""
+    lines = ["| model | test Dice (fg) | post-processed | best epoch | GFLOPs/image | feature map | train min |",
+             "|---|---|---|---|---|---|---|"]
     for name, summary in result["models"].items():
         lines.append(f"| {name} | {format_score(summary['test_fg_dice'])} | "
-                     f"{format_score(summary['test_fg_dice_postprocessed'])} | {summary['best_epoch']} |")
+                     f"{format_score(summary['test_fg_dice_postprocessed'])} | {summary['best_epoch']} | "
+                     f"{number_or_map(summary.get('gflops_per_image'))} | {number_or_map(summary.get('feature_map'))} | "
+                     f"{train_minutes(root, name)} |")
     lines.append("")
     for pair, stat in result["paired_image_dice"].items():
         lines.append(f"Test split: {verdict(*pair.split('_minus_'), stat)}.")
@@ -89,4 +101,4 @@ def summary(root="."):
                              capture_output=True, text=True, check=False).stdout.split()
     metric_files = sorted({p.relative_to(root).as_posix() for p in (root / "metrics").rglob("*.json")}
                           | {p for p in tracked if p.endswith(".json")})
-    return headline_lines(result) + ["", reference_sentence(root, result, metric_files)]
+    return headline_lines(result, root) + ["", reference_sentence(root, result, metric_files)]

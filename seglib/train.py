@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from seglib import postprocess
-from seglib.checkpoint import load_local_weights
+from seglib.checkpoint import load_encoder_weights, load_local_weights
 from seglib.errors import SegError
 from seglib.inference import Predictor, forward, to_device
 from seglib.metrics import EPOCH_METRICS, scores
@@ -243,7 +243,9 @@ def setup(data, model_cfg, train_cfg, device, meta, run):
     train_loader, val_loader = make_loaders(data, model_cfg, train_cfg, meta, run, device)
     torch.manual_seed(train_cfg.seed)
     net = build_model(model_cfg, meta.num_classes, train_cfg.bn_momentum)
-    if model_cfg.weights:
+    if getattr(model_cfg, "encoder_weights", None):
+        load_encoder_weights(net, model_cfg.encoder_weights)
+    if model_cfg.weights:  # a whole model's weights go over an encoder's
         load_local_weights(net, model_cfg.weights)
     net = net.to(device, memory_format=torch.channels_last)
     if world.size > 1:
@@ -297,7 +299,9 @@ def fit(data, model_cfg, train_cfg, device, meta, run):
         world.share_buffers(t.net)  # every process validates the same weights and statistics
         val_loss = summed_over(world, val_matrix, *run_epoch(val_loader, validate, val_matrix, f"valid {tag}"))
         progress.seconds.append(time.perf_counter() - start)
-        row = {"epoch": epoch + 1, "lr": lr, **_epoch_row("train", train_loss, train_matrix.numpy()),
+        # images seen: with drop_last every step takes a whole batch from every process
+        seen = (epoch + 1) * len(train_loader) * train_loader.batch_size * world.size
+        row = {"epoch": epoch + 1, "images_seen": seen, "lr": lr, **_epoch_row("train", train_loss, train_matrix.numpy()),
                **_epoch_row("val", val_loss, val_matrix.numpy())}
         progress.history.append(row)
         dice = row["val_dice"] if not math.isnan(row["val_dice"]) else -1.0

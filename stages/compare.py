@@ -17,12 +17,12 @@ import os
 from pathlib import Path
 
 from seglib import config
-from seglib.compare import compare_models
+from seglib.compare import compare_models, training_compute
 from seglib.crossval import pool, read_runs
 from seglib.errors import run_cli
 from seglib.io import read_csv, read_json, save_figure, write_csv, write_json, write_text
 from seglib.metrics import EPOCH_METRICS
-from seglib.plots import comparison_figure, subject_differences_figure
+from seglib.plots import comparison_figure, compute_figure, subject_differences_figure
 from seglib.report import report_html, report_markdown
 
 
@@ -39,11 +39,16 @@ def main(argv=None):
     test = {m: read_json(Path(args.test_metrics) / f"{m}.json") for m in names}
     rows = {m: read_csv(Path(args.per_image) / f"{m}.csv") for m in names}
     histories = {m: read_csv(Path(args.train_logs) / f"{m}.csv") for m in names}
-    result = compare_models(train, test, rows, cmp_cfg)
+    result = compare_models(train, test, rows, histories, cmp_cfg)
     figures = []
     for metric in (m for m in EPOCH_METRICS if m != "f1"):  # F1 is Dice
         path = Path(args.figures) / f"{metric}.png"
         save_figure(comparison_figure(histories, metric), path)
+        figures.append(path)
+    if result["equal_compute"] is not None:
+        path = Path(args.figures) / "val_dice_by_compute.png"
+        save_figure(compute_figure({m: training_compute(histories[m], result["models"][m]["gflops_per_image"])
+                                    for m in names}, result["equal_compute"]["budget_tflop"]), path)
         figures.append(path)
     cv_cfg = config.section(params, "crossval")
     if cv_cfg.folds:

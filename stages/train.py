@@ -27,6 +27,7 @@ from seglib import config, distributed
 from seglib.checkpoint import save_checkpoint
 from seglib.errors import run_cli
 from seglib.io import read_json, read_npz, write_csv, write_json
+from seglib.models import model_cost
 from seglib.prepared_meta import read_meta
 from seglib.resume import TrainingRun, training_key
 from seglib.runtime import describe, end_with_dvc, use_runtime
@@ -66,7 +67,8 @@ def train(args, configs, world, device):
     meta = read_meta(read_json(prepared / "meta.json"), prepared / "meta.json")
     data = {part: read_npz(prepared / f"{part}.npz") for part in ("train", "val")}
     files = [prepared / "train.npz", prepared / "val.npz", Path(__file__)]
-    key = training_key(args.model, configs, meta, files + ([Path(model_cfg.weights)] if model_cfg.weights else []))
+    starts = [model_cfg.weights, getattr(model_cfg, "encoder_weights", None)]
+    key = training_key(args.model, configs, meta, files + [Path(w) for w in starts if w])
     run = TrainingRun(args.model, log=args.log, state=args.resume, key=key, world=world)
     result = fit(data, model_cfg, train_cfg, device, meta, run)
     if not world.main:
@@ -75,7 +77,9 @@ def train(args, configs, world, device):
     save_checkpoint(Path(args.out) / "model.pt", result.model, model_cfg, meta, args.model, rules)
     write_csv(args.log, result.history)  # again: a run resumed after its last epoch has no epoch left to write it
     best = result.best_scores
+    cost = model_cost(result.model, meta.base_size)
     write_json(args.metrics, {"best_epoch": result.best_epoch, "parameters": result.parameters,
+                              "gflops_per_image": cost["gflops"], "feature_map": cost["feature_map"],
                               "val": {k: best[k] for k in ("accuracy", "fg_dice", "fg_iou", "fg_precision",
                                                            "fg_recall", "mean_dice", "mean_iou", "dice", "iou")},
                               "postprocess": report, "trained_on": describe(device)})

@@ -23,7 +23,7 @@ def test_three_models_are_compared_pairwise(tmp_path):
     train, test, rows = {}, {}, {}
     for name, (dice, epoch) in models.items():
         train[name], test[name], rows[name] = _inputs(name, dice, epoch)
-    result = compare_models(train, test, rows, CompareConfig(bootstrap=200, permutations=200))
+    result = compare_models(train, test, rows, {}, CompareConfig(bootstrap=200, permutations=200))
     assert set(result["paired_image_dice"]) == {"unet_minus_deeplabv3", "unet_minus_unet_wide",
                                                 "deeplabv3_minus_unet_wide"}
     assert result["paired_image_dice"]["unet_minus_deeplabv3"]["mean_diff"] == pytest.approx(0.2)
@@ -38,4 +38,4 @@ def test_three_models_are_compared_pairwise(tmp_path):
     assert "| post-processing (chosen on validation) | largest component | largest component |" in markdown
     assert "time" not in markdown.split("## Paired")[0].split("\n|", 1)[1]  # no run-dependent rows
     html = report_html(result, [figure])
-    assert html.count("<tr>") == 1 + 14 and "data:image/png;base64," in html
+    assert html.count("<tr>") == 1 + 16 and "data:image/png;base64," in html

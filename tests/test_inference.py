@@ -103,8 +103,10 @@ def test_augment_draws_what_flip_then_jitter_draw_from_one_generator():
 
 def test_each_arch_takes_only_its_own_settings():
     assert set(dataclasses.asdict(config.DeepLabV3Config())) == {
-        "arch", "lr", "batch_size", "epochs", "input_scale", "precision", "weights", "backbone"}
+        "arch", "lr", "batch_size", "epochs", "input_scale", "precision", "weights", "backbone", "encoder_weights"}
     assert {"width", "norm", "depth"} <= set(dataclasses.asdict(config.UNetConfig())) - {"backbone"}
+    assert set(dataclasses.asdict(config.LibraryConfig())) - set(dataclasses.asdict(config.DeepLabV3Config())) == {
+        "architecture", "encoder", "output_stride"}
     params = {"model": "a", "models": {"a": {"arch": "deeplabv3", "depth": 3}}}
     with pytest.raises(SegError, match=r"models.a: unknown key\(s\) \['depth'\] \(it is a setting of "
                                        r"models.<name>: of arch unet"):
