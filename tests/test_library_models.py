@@ -167,3 +167,55 @@ def test_a_checkpoint_carries_no_encoder_file_and_refuses_one(tmp_path):
     torch.save(ckpt, tmp_path / "bad.pt")
     with pytest.raises(SegError, match=r"bad.pt: settings.weights and encoder_weights must be null"):
         load_checkpoint(tmp_path / "bad.pt")
+
+
+def test_a_third_and_fourth_model_join_the_tiny_pipeline_and_its_paired_statistics(tiny_ran, tmp_path):
+    """Two library models added to params.yaml: `dvc repro` trains and scores only them, compare pairs all
+    four; a wrong encoder name or encoder file stops its stage with one message and exit 2."""
+    import json
+
+    from bench.scratch import dvc, set_params
+    from conftest import run_module
+    from tiny_project import copy_project, ran_stages
+    root = copy_project(tiny_ran, tmp_path / "repo")
+    set_params(root, {"models.fpn": {"arch": "smp", "architecture": "FPN", "encoder": "resnet18", "batch_size": 4},
+                      "models.linknet": {"arch": "smp", "architecture": "Linknet", "encoder": "tu-resnet10t",
+                                         "batch_size": 4}})
+    ran = ran_stages(dvc("repro", cwd=root).stdout)
+    assert ran == {"check-params", "train@fpn", "train@linknet", "evaluate@fpn", "evaluate@linknet", "compare"}
+    result = json.loads((root / "metrics/compare.json").read_text())
+    names = ["unet", "deeplabv3", "fpn", "linknet"]
+    assert list(result["models"]) == names
+    assert set(result["paired_image_dice"]) == {f"{a}_minus_{b}" for i, a in enumerate(names) for b in names[i + 1:]}
+    assert all(p["n"] > 0 for p in result["paired_image_dice"].values())
+    trained = json.loads((root / "metrics/train/fpn.json").read_text())
+    cost = model_cost(build_model(LibraryConfig(architecture="FPN", encoder="resnet18"), 2), (32, 32))
+    assert (trained["parameters"], trained["gflops_per_image"], trained["feature_map"]) == \
+        (cost["parameters"], cost["gflops"], cost["feature_map"])
+    # equal compute: each model's best validation Dice within the cheapest run's TFLOPs (1 epoch each here)
+    compute = result["equal_compute"]
+    assert compute["budget_tflop"] == min(m["train_tflop"] for m in compute["models"].values())
+    cheapest = min(compute["models"], key=lambda m: compute["models"][m]["train_tflop"])
+    assert compute["models"][cheapest]["val_fg_dice_at_budget"] == result["models"][cheapest]["val_fg_dice"]
+    report = (root / "reports/report.md").read_text()
+    maps = [json.loads((root / f"metrics/train/{m}.json").read_text())["feature_map"] for m in names]
+    assert "| coarsest feature map | " + " | ".join(f"{h} x {w}" for h, w in maps) + " |" in report
+    assert "val_dice_by_compute.png" in report
+    summary = run_module("seglib", "summary", "--root", root).stdout
+    assert f"| fpn | {result['models']['fpn']['test_fg_dice']:.4f} |" in summary
+
+    before = (root / "metrics/train/fpn.json").read_bytes()
+    set_params(root, {"models.fpn.encoder": "resnet19"})
+    out = run_module("stages.check_params", "--params", "params.yaml", "--images", "data/images",
+                     "--out", tmp_path / "checked", cwd=root)
+    assert out.returncode == 2 and "models.fpn.encoder: unknown encoder 'resnet19'" in out.stderr
+    set_params(root, {"models.fpn.encoder": "resnet18", "models.fpn.encoder_weights": "weights/wrong.pth"})
+    (root / "weights").mkdir(exist_ok=True)
+    import torchvision
+    torch.save(torchvision.models.resnet34(weights=None).state_dict(), root / "weights/wrong.pth")
+    args = ["--model", "fpn", "--prepared", "artifacts/prepared", "--out", "models/fpn",
+            "--metrics", "metrics/train/fpn.json", "--log", "plots/train/fpn.csv",
+            "--timing", "logs/timing/fpn.json", "--resume", "logs/resume/fpn.pt"]
+    out = run_module("stages.train", *args, cwd=root)
+    assert out.returncode == 2 and "weights/wrong.pth: not the encoder of this model" in out.stderr
+    assert "epoch 1/" not in out.stdout and (root / "metrics/train/fpn.json").read_bytes() == before

@@ -7,7 +7,7 @@ import torch
 
 from conftest import tiny_meta
 from seglib.checkpoint import load_checkpoint, save_checkpoint
-from seglib.config import DeepLabV3Config, TrainConfig, UNetConfig
+from seglib.config import DeepLabV3Config, LibraryConfig, TrainConfig, UNetConfig
 from seglib.errors import SegError
 
 CPU = torch.device("cpu")
@@ -225,10 +225,12 @@ class StopAfter(TrainingRun):
             raise KeyboardInterrupt
 
 
-@pytest.mark.parametrize("arch", ["unet", "deeplabv3"])  # DeepLabV3's dropout draws from torch's global generator
+# DeepLabV3's (and smp DeepLabV3Plus's ASPP) dropout draws from torch's global generator
+@pytest.mark.parametrize("arch", ["unet", "deeplabv3", "smp"])
 def test_a_stopped_run_resumes_to_the_uninterrupted_weights(tmp_path, arch):
     common = {"batch_size": 4, "lr": 3e-3}
-    cfg = UNetConfig(width=8, **common) if arch == "unet" else DeepLabV3Config(**common)
+    cfg = {"unet": UNetConfig(width=8, **common), "deeplabv3": DeepLabV3Config(**common),
+           "smp": LibraryConfig(architecture="DeepLabV3Plus", encoder="resnet18", **common)}[arch]
     train_cfg = TrainConfig(epochs=3, hflip=0.5, vflip=0.5, scale_jitter=0.1, rotate_degrees=10.0)
     reference = fit(_data(12, 8), cfg, train_cfg, CPU, tiny_meta(), TrainingRun("t"))
     files = {"log": tmp_path / "log.csv", "state": tmp_path / "state.pt"}

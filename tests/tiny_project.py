@@ -8,7 +8,7 @@ TINY = {
     "data.val_fraction": 0.2, "data.test_fraction": 0.2,
     "preprocess.base_size": [32, 32],
     "train.epochs": 1, "runtime.device": "cpu",
-    "models.unet.width": 4, "models.unet.batch_size": 4, "models.deeplabv3.batch_size": 4,
+    "models.unet.width": 4, "models.unet.batch_size": 4, "models.deeplabv3.batch_size": 4, "models.deeplabv3.epochs": None,
     "compare.bootstrap": 200, "compare.permutations": 200,
 }
 DEFAULT_STAGES = {"check-params", "split", "preprocess-gray-map", "train@unet", "train@deeplabv3",
