@@ -14,7 +14,7 @@ one channels_last channel and computes the train metrics from the training
 forward pass.
 
 FLOPs per image are 3 x the forward's, counted by torch.utils.flop_counter
-(see flops_per_image); the peak is cores x clock x FLOPs per cycle per core,
+(seglib.models.model_cost, seglib.compare); the peak is cores x clock x FLOPs per cycle per core,
 read from /proc/cpuinfo where it can be (AVX-512 with two FMA units: 64 fp32
 FLOPs per cycle; AVX2 with FMA: 32; bf16 at twice fp32 where AVX512-BF16 is
 there and not pinned away, and 2048 per cycle where AMX is: its tile unit's
@@ -32,11 +32,11 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
-from torch.utils.flop_counter import FlopCounterMode
 
 from seglib.check import mask_name_for
 from seglib.config import DeepLabV3Config, PreprocessConfig, RuntimeConfig, TrainConfig, UNetConfig
-from seglib.models import UNet, build_model
+from seglib.compare import TRAIN_FLOPS_PER_FORWARD
+from seglib.models import UNet, build_model, model_cost
 from seglib.prepare import intensity_stats, prepare_items
 from seglib.prepared_meta import PreparedMeta
 from seglib.runtime import cpu_flags, cpu_name, use_runtime
@@ -117,20 +117,6 @@ def pipeline_loader(image_dir, mask_dir, items, size, batch):
     return loader, grays
 
 
-def flops_per_image(model, loader):
-    """Training FLOPs per image: 3 x the forward's (backward = 2 x forward, the usual count).
-
-    torch.utils.flop_counter counts the forward exactly, but its count of
-    convolution_backward for MobileNetV3's grouped (depthwise) convolutions
-    is 4.6x too high here (34.9 against 7.5 GFLOP per 224 px image), so the
-    backward is not taken from it.
-    """
-    images, _ = next(iter(loader))
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(images.contiguous(memory_format=torch.channels_last))
-    return 3 * counter.get_total_flops() / len(images)
-
-
 def peak_flops(precision):
     """(FLOP/s, how it was read) for this machine's cores at their clock."""
     text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
@@ -200,7 +186,7 @@ def main(argv=None):
                     seen = blog_epoch(theirs, name, blog_loader, blog_optimizer, len(grays))
                 rates["blog"].append(seen / (time.perf_counter() - start))
             ours_rate, blog_rate = (statistics.median(rates[k][1:]) for k in ("pipeline", "blog"))
-            flops = flops_per_image(ours, loader)
+            flops = TRAIN_FLOPS_PER_FORWARD * model_cost(ours, (args.size, args.size))["gflops"] * 1e9
             peak, how = peak_flops(precision)
             print(f"{name:10s}{precision:5s} pipeline {ours_rate:6.2f} img/s  blog {blog_rate:6.2f} img/s  "
                   f"ratio {ours_rate / blog_rate:4.2f}x | {flops / 1e9:6.2f} GFLOP/img (3 x fwd) -> "

@@ -65,6 +65,21 @@ def assert_outputs_whole(root):
     assert TEMP_SUFFIX not in status, status
 
 
+def restore_torn_lock(root):
+    """DVC writes dvc.lock in place (truncate, then dump the YAML): a SIGKILL between the two leaves it empty
+    or cut, and every later dvc command stops at "'./dvc.lock' validation failed". The recovery docs/checks.md
+    gives: the committed dvc.lock back (here none was committed: remove it); `dvc repro` then reruns each stage
+    whose outputs the lock does not describe. True if the lock was torn."""
+    out = dvc("status", cwd=root, check=False)
+    if "dvc.lock' validation failed" not in out.stdout + out.stderr and "unable to read" not in out.stderr:
+        return False
+    if sh("git", "ls-files", "dvc.lock", cwd=root).stdout.strip():
+        sh("git", "checkout", "dvc.lock", cwd=root)
+    else:
+        (root / "dvc.lock").unlink()
+    return True
+
+
 def test_repro_killed_in_every_stage_recovers_to_the_uninterrupted_bytes(tiny_built, tiny_ran, tmp_path):
     expected = {m: (tiny_ran / m).read_bytes() for m in METRICS}  # the uninterrupted run
 
@@ -74,6 +89,7 @@ def test_repro_killed_in_every_stage_recovers_to_the_uninterrupted_bytes(tiny_bu
         if repro_killed_in(root, stage, delay):
             killed.append(stage)
             assert_outputs_whole(root)
+            restore_torn_lock(root)  # rare (a kill inside DVC's own write of dvc.lock), seen under load
     assert len(killed) >= 3, (root / "kill.log").read_text()[-3000:]
     dvc("repro", cwd=root)
     assert "Data and pipelines are up to date" in dvc("status", cwd=root).stdout
