@@ -230,7 +230,7 @@ class StopAfter(TrainingRun):
 def test_a_stopped_run_resumes_to_the_uninterrupted_weights(tmp_path, arch):
     common = {"batch_size": 4, "lr": 3e-3}
     cfg = {"unet": UNetConfig(width=8, **common), "deeplabv3": DeepLabV3Config(**common),
-           "smp": LibraryConfig(architecture="DeepLabV3Plus", encoder="resnet18", **common)}[arch]
+           "smp": LibraryConfig(architecture="DeepLabV3Plus", encoder="tu-resnet10t", **common)}[arch]
     train_cfg = TrainConfig(epochs=3, hflip=0.5, vflip=0.5, scale_jitter=0.1, rotate_degrees=10.0)
     reference = fit(_data(12, 8), cfg, train_cfg, CPU, tiny_meta(), TrainingRun("t"))
     files = {"log": tmp_path / "log.csv", "state": tmp_path / "state.pt"}
