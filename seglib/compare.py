@@ -61,9 +61,14 @@ def equal_compute(histories, summaries):
     for m, curve in curves.items():
         within = [(dice, epoch) for epoch, (spent, dice) in enumerate(curve, 1) if spent <= budget * (1 + 1e-9)]
         best = max(within, key=lambda d: d[0]) if within else (None, None)
-        models[m] = {"train_tflop": round(curve[-1][0], 3), "val_fg_dice_at_budget": best[0],
+        models[m] = {"train_tflop": _significant(curve[-1][0]), "val_fg_dice_at_budget": best[0],
                      "epoch_at_budget": best[1]}
-    return {"budget_tflop": round(budget, 3), "models": models}
+    return {"budget_tflop": _significant(budget), "models": models}
+
+
+def _significant(value):
+    """6 significant digits: TFLOPs span 1e-4 (tiny test runs) to 1e3 (real ones)."""
+    return float(f"{value:.6g}")
 
 
 def compare_models(train_metrics, test_metrics, per_image_rows, histories, cmp_cfg):

@@ -94,25 +94,71 @@ def test_misspelt_section_fails_dvc_repro_in_seconds(tiny_repo):
         params.write_text(original)
 
 
-def test_a_third_model_is_one_models_entry_and_its_plot_lines(tiny_repo):
-    """The recipe the README gives: add the entry, add its lines to the top-level plots, `dvc repro`."""
+def test_a_third_and_fourth_model_are_models_entries_and_plot_lines_and_join_the_paired_statistics(tiny_repo):
+    """The recipe the README gives: add the entries (a UNet and a segmentation-models-pytorch FPN), add
+    their lines to the top-level plots, `dvc repro`: only they train; compare pairs all four and sets
+    their cost beside their scores. A wrong encoder name or encoder file then stops with one message
+    and exit 2 before any training."""
+    import torch
+    import torchvision
+
+    from conftest import run_module
+    from seglib.config import LibraryConfig
+    from seglib.models import build_model, model_cost
     sh("git", "checkout", "-q", "--", ".", cwd=tiny_repo)
     dvc("checkout", "-q", cwd=tiny_repo, check=False)
-    set_params(tiny_repo, {"models.small": {"arch": "unet", "width": 4, "depth": 2, "batch_size": 4}})
+    set_params(tiny_repo, {"models.small": {"arch": "unet", "width": 4, "depth": 2, "batch_size": 4},
+                           "models.fpn": {"arch": "smp", "architecture": "FPN", "encoder": "resnet18",
+                                          "batch_size": 4}})
     pipeline = yaml.safe_load((tiny_repo / "dvc.yaml").read_text())
     for plot in pipeline["plots"]:
         (spec,) = plot.values()
         (unet,) = [path for path in spec["y"] if path.endswith("/unet.csv")]
-        spec["y"][unet.replace("/unet.csv", "/small.csv")] = spec["y"][unet]
+        for name in ("small", "fpn"):
+            spec["y"][unet.replace("/unet.csv", f"/{name}.csv")] = spec["y"][unet]
     (tiny_repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     try:
         out = dvc("repro", cwd=tiny_repo)
-        assert ran_stages(out.stdout) == {"check-params", "train@small", "evaluate@small", "compare"}
-        compare = json.loads((tiny_repo / "metrics/compare.json").read_text())
-        assert set(compare["models"]) == {"unet", "deeplabv3", "small"}
-        assert json.loads((tiny_repo / "metrics/test/small.json").read_text())["model"] == "small"
-        assert "small" in (tiny_repo / "reports/report.md").read_text()
+        assert ran_stages(out.stdout) == {"check-params", "compare"} | {
+            f"{stage}@{m}" for stage in ("train", "evaluate") for m in ("small", "fpn")}
+        result = json.loads((tiny_repo / "metrics/compare.json").read_text())
+        names = ["unet", "deeplabv3", "small", "fpn"]
+        assert list(result["models"]) == names
+        assert json.loads((tiny_repo / "metrics/test/fpn.json").read_text())["model"] == "fpn"
+        assert set(result["paired_image_dice"]) == {f"{a}_minus_{b}" for i, a in enumerate(names)
+                                                    for b in names[i + 1:]}
+        assert all(p["n"] > 0 for p in result["paired_image_dice"].values())
+        trained = {m: json.loads((tiny_repo / f"metrics/train/{m}.json").read_text()) for m in names}
+        cost = model_cost(build_model(LibraryConfig(architecture="FPN", encoder="resnet18"), 2), (32, 32))
+        assert (trained["fpn"]["parameters"], trained["fpn"]["gflops_per_image"], trained["fpn"]["feature_map"]) == \
+            (cost["parameters"], cost["gflops"], cost["feature_map"])
+        # equal compute: each model's best validation Dice within the cheapest run's TFLOPs (1 epoch each here)
+        compute = result["equal_compute"]
+        assert compute["budget_tflop"] == min(m["train_tflop"] for m in compute["models"].values())
+        cheapest = [m for m, c in compute["models"].items() if c["train_tflop"] == compute["budget_tflop"]]
+        assert cheapest and all(compute["models"][m]["val_fg_dice_at_budget"] == result["models"][m]["val_fg_dice"]
+                                for m in cheapest)
+        report = (tiny_repo / "reports/report.md").read_text()
+        maps = " | ".join(f"{h} x {w}" for h, w in (trained[m]["feature_map"] for m in names))
+        assert f"| coarsest feature map | {maps} |" in report and "val_dice_by_compute.png" in report
+        summary = run_module("seglib", "summary", "--root", tiny_repo).stdout
+        assert f"| fpn | {result['models']['fpn']['test_fg_dice']:.4f} |" in summary
+
+        before = (tiny_repo / "metrics/train/fpn.json").read_bytes()
+        set_params(tiny_repo, {"models.fpn.encoder": "resnet19"})
+        out = run_module("stages.check_params", "--params", "params.yaml", "--images", "data/images",
+                         "--out", tiny_repo / "checked.tmp", cwd=tiny_repo)
+        assert out.returncode == 2 and "models.fpn.encoder: unknown encoder 'resnet19'" in out.stderr
+        set_params(tiny_repo, {"models.fpn.encoder": "resnet18", "models.fpn.encoder_weights": "weights/wrong.pth"})
+        torch.save(torchvision.models.resnet34(weights=None).state_dict(), tiny_repo / "weights/wrong.pth")
+        args = ["--model", "fpn", "--prepared", "artifacts/prepared", "--out", "models/fpn",
+                "--metrics", "metrics/train/fpn.json", "--log", "plots/train/fpn.csv",
+                "--timing", "logs/timing/fpn.json", "--resume", "logs/resume/fpn.pt"]
+        out = run_module("stages.train", *args, cwd=tiny_repo)
+        assert out.returncode == 2 and "weights/wrong.pth: not the encoder of this model" in out.stderr
+        assert "epoch 1/" not in out.stdout and (tiny_repo / "metrics/train/fpn.json").read_bytes() == before
     finally:
+        (tiny_repo / "weights/wrong.pth").unlink(missing_ok=True)
         sh("git", "checkout", "-q", "--", ".", cwd=tiny_repo)
         dvc("checkout", "-q", cwd=tiny_repo, check=False)
 

@@ -20,6 +20,7 @@ from seglib.volume import read_label_volume, read_volume
 DATASETS = SHARED / "datasets"
 TINY = {"preprocess.base_size": [64, 64], "train.epochs": 1, "runtime.device": "cpu",
         "models.unet.width": 4, "models.unet.batch_size": 4, "models.deeplabv3.batch_size": 4, "models.deeplabv3.epochs": None,
+        "models.deeplabv3.input_scale": 1.0,
         "compare.bootstrap": 200, "compare.permutations": 200}
 
 # one model where the case is about the data, not the comparison (the tiny cross-validation and the binary case

@@ -8,7 +8,9 @@ TINY = {
     "data.val_fraction": 0.2, "data.test_fraction": 0.2,
     "preprocess.base_size": [32, 32],
     "train.epochs": 1, "runtime.device": "cpu",
-    "models.unet.width": 4, "models.unet.batch_size": 4, "models.deeplabv3.batch_size": 4, "models.deeplabv3.epochs": None,
+    "models.unet.width": 4, "models.unet.batch_size": 4, "models.deeplabv3.batch_size": 4,
+    # the defaults give DeepLabV3 its own epochs and a 2x input: here mechanics, not fairness, are tested
+    "models.deeplabv3.epochs": None, "models.deeplabv3.input_scale": 1.0,
     "compare.bootstrap": 200, "compare.permutations": 200,
 }
 DEFAULT_STAGES = {"check-params", "split", "preprocess-gray-map", "train@unet", "train@deeplabv3",
