@@ -29,6 +29,12 @@ def resolve_device(name, where="runtime.device"):
     return torch.device(name)
 
 
+def _deterministic_kernels(mode, warn_only=False):
+    """torch.use_deterministic_algorithms for eager code. The public call also sets torch.compile's
+    inductor flag, whose import costs every stage process 1.7 s; nothing here compiles."""
+    torch._C._set_deterministic_algorithms(mode, warn_only=warn_only)
+
+
 def use_runtime(runtime_cfg, where="runtime.device"):
     """Pin torch's CPU threads (0 keeps its default: the count changes results bit for bit), choose
     deterministic kernels or cuDNN's fastest (runtime.deterministic); return the device."""
@@ -42,9 +48,9 @@ def use_runtime(runtime_cfg, where="runtime.device"):
     if runtime_cfg.deterministic:
         # cuBLAS reproduces its sums only with a fixed workspace, set before its first call
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        _deterministic_kernels(True, warn_only=True)
     else:
-        torch.use_deterministic_algorithms(False)
+        _deterministic_kernels(False)
         torch.backends.cudnn.benchmark = True
     return device
 
