@@ -158,7 +158,7 @@ def _settings(ckpt, path):
         own = {f.name for f in dataclasses.fields(config.ARCHS[settings["arch"]])}
         settings = {k: v for k, v in settings.items() if k in own}
     cfg = config.model_config(settings, f"{path}: settings")
-    if cfg.weights is not None or getattr(cfg, "encoder_weights", None) is not None:
+    if cfg.weights is not None or cfg.encoder_file() is not None:
         raise SegError(f"{path}: settings.weights and encoder_weights must be null in a trained checkpoint "
                        "(its weights are inside)")
     return cfg

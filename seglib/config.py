@@ -207,6 +207,10 @@ class ModelConfig:
     precision: str = "fp32"
     weights: Optional[str] = None   # a local state-dict file under weights/ to start from
 
+    def encoder_file(self):
+        """The ImageNet encoder file training starts from: None but for the archs that have an encoder."""
+        return None
+
     def check(self, where):
         if ARCHS.get(self.arch) is not type(self):
             raise SegError(f"{where}.arch: {self.arch!r} is not the arch of {type(self).__name__}")
@@ -244,6 +248,9 @@ class DeepLabV3Config(ModelConfig):
     arch: str = "deeplabv3"
     backbone: str = "mobilenet_v3_large"
     encoder_weights: Optional[str] = None   # torchvision's ImageNet file of the backbone, under weights/
+
+    def encoder_file(self):
+        return self.encoder_weights
 
     def check(self, where):
         super().check(where)
@@ -287,6 +294,9 @@ class LibraryConfig(ModelConfig):
     encoder: str = "resnet34"
     output_stride: Optional[int] = None     # DeepLabV3 / DeepLabV3Plus: 8 or 16; null = the library's default
     encoder_weights: Optional[str] = None   # the encoder's state dict (timm / smp layout), under weights/
+
+    def encoder_file(self):
+        return self.encoder_weights
 
     def check(self, where):
         super().check(where)
@@ -363,6 +373,12 @@ class CrossValConfig:
     # more seeds on a few folds only: the spread between seeds at a fraction of seeds x folds runs
     extra_seeds: tuple = ()
     extra_seed_folds: tuple = ()
+    # the learning curve: every fold also trains on these many of its training units (nested, seeded
+    # subsets; validation and test parts unchanged); the full training part is the cross-validation itself
+    train_subjects: tuple = ()
+    # steps: each size takes as many optimisation steps per epoch as the full training part (its images
+    # drawn repeatedly), so a curve compares amounts of data, not of training; epochs: one pass over its own
+    curve_budget: str = "steps"
 
     def seeds_of(self, fold):
         """Every training seed of one fold."""
@@ -399,6 +415,22 @@ class CrossValConfig:
                 len(set(self.extra_seed_folds)) != len(self.extra_seed_folds):
             raise SegError(f"{where}.extra_seed_folds: each must be one of {where}.folds {list(self.folds)}, "
                            f"once; got {list(self.extra_seed_folds)}")
+        self._check_curve(where)
+
+    def _check_curve(self, where):
+        sizes = list(self.train_subjects)
+        if any(not isinstance(n, int) or n < 1 for n in sizes) or sizes != sorted(set(sizes)):
+            raise SegError(f"{where}.train_subjects: expected whole numbers of training subjects from 1 up, "
+                           f"increasing and each once, e.g. [4, 8, 16] (the full training part is the "
+                           f"cross-validation itself); got {sizes}")
+        if sizes and not self.folds:
+            raise SegError(f"{where}.train_subjects: a learning curve subsets each fold's training part; "
+                           f"set {where}.folds too (e.g. [0, 1, 2, 3, 4]) or train_subjects: []")
+        if self.curve_budget not in CURVE_BUDGETS:
+            raise SegError(f"{where}.curve_budget: must be one of {list(CURVE_BUDGETS)}, got {self.curve_budget!r}")
+
+
+CURVE_BUDGETS = ("steps", "epochs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -456,7 +488,8 @@ def _coerce(value, annotation, where):
             return {}
         if isinstance(value, dict):
             return {str(k): _coerce(v, tuple, f"{where}.{k}") for k, v in value.items()}
-    raise SegError(f"{where}: expected {getattr(annotation, '__name__', annotation)}"
+    expected = "a list of numbers" if annotation is tuple else getattr(annotation, '__name__', annotation)
+    raise SegError(f"{where}: expected {expected}"
                    f"{' or null' if optional else ''}, got {value!r}")
 
 

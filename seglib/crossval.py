@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seglib.epochlog import read_epoch_log
 from seglib.errors import SegError
 from seglib.io import read_csv, read_json
 from seglib.metrics import image_dice, scores, subject_means
@@ -29,18 +30,36 @@ def run_name(model, fold, seed):
     return f"{model}-{fold}-{seed}"
 
 
-def run_files(test_metrics, per_image, model, fold, seed):
-    """One run's cv-evaluate outputs (test metrics JSON, per-image CSV) under compare's --test-metrics
-    and --per-image folders; seed 'ensemble' names cv-ensemble's test metrics."""
-    stem = run_name(model, fold, seed)
-    return Path(test_metrics) / "cv" / f"{stem}.json", Path(per_image) / "cv" / f"{stem}.csv"
+def run_part(subjects=None):
+    """The folder of a run's files under metrics/test, plots/eval and plots/train: cv, or a
+    learning-curve size's curve/n<subjects> (dvc.yaml's cv and curve stages)."""
+    return "cv" if subjects is None else f"curve/n{subjects}"
+
+
+def run_files(test_metrics, per_image, model, fold, seed, subjects=None):
+    """One run's cv-evaluate (or curve-evaluate) outputs (test metrics JSON, per-image CSV) under
+    compare's --test-metrics and --per-image folders; seed 'ensemble' names cv-ensemble's test metrics."""
+    stem, part = run_name(model, fold, seed), run_part(subjects)
+    return Path(test_metrics) / part / f"{stem}.json", Path(per_image) / part / f"{stem}.csv"
 
 
 def _read(reader, path):
-    if not path.is_file():
-        raise SegError(f"{path}: missing; crossval asks for it (run `dvc repro`, which runs cv-evaluate "
-                       "and cv-ensemble)")
+    if not path.exists():
+        raise SegError(f"{path}: missing; crossval asks for it (run `dvc repro`, which runs cv-evaluate, "
+                       "cv-ensemble and curve-evaluate)")
     return reader(path)
+
+
+def run_log(train_logs, model, fold, seed, subjects=None):
+    """One run's epoch log folder under compare's --train-logs folder (cv-train's or curve-train's --log)."""
+    return Path(train_logs) / run_part(subjects) / run_name(model, fold, seed)
+
+
+def read_logs(train_logs, models, cv_cfg, subjects=None):
+    """{model: the epoch logs of its cross-validation (or learning-curve size's) runs, every fold and
+    crossval.seeds seed}."""
+    return {m: [_read(read_epoch_log, run_log(train_logs, m, f, s, subjects)) for f in cv_cfg.folds for s in cv_cfg.seeds]
+            for m in models}
 
 
 def read_runs(test_metrics, per_image, models, cv_cfg, partial=False):
@@ -48,12 +67,23 @@ def read_runs(test_metrics, per_image, models, cv_cfg, partial=False):
     takes them. A missing file is an error, except, with `partial` (a run still going), a fold's
     ensemble, which is then left out."""
     runs = [(m, f, s) for m in models for f in cv_cfg.folds for s in cv_cfg.seeds_of(f)]
-    files = {r: run_files(test_metrics, per_image, *r) for r in runs}
     ensembles = {(m, f): run_files(test_metrics, per_image, m, f, "ensemble")[0]
                  for m in models for f in cv_cfg.folds}
-    return ({r: _read(read_json, json_path) for r, (json_path, _) in files.items()},
-            {r: _read(read_csv, csv_path) for r, (_, csv_path) in files.items()},
+    return (*_read_pairs(test_metrics, per_image, runs),
             {key: _read(read_json, path) for key, path in ensembles.items() if not partial or path.is_file()})
+
+
+def read_curve_runs(test_metrics, per_image, models, cv_cfg, subjects):
+    """(test metrics, per-image rows) of a learning-curve size's runs: every model, fold and
+    crossval.seeds seed, keyed as `pool` takes them."""
+    runs = [(m, f, s) for m in models for f in cv_cfg.folds for s in cv_cfg.seeds]
+    return _read_pairs(test_metrics, per_image, runs, subjects)
+
+
+def _read_pairs(test_metrics, per_image, runs, subjects=None):
+    files = {r: run_files(test_metrics, per_image, *r, subjects) for r in runs}
+    return ({r: _read(read_json, json_path) for r, (json_path, _) in files.items()},
+            {r: _read(read_csv, csv_path) for r, (_, csv_path) in files.items()})
 
 
 def _sd(values):

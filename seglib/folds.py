@@ -1,4 +1,5 @@
-"""Cross-validation folds: split units dealt to k parts, and each fold's train, val and test roles."""
+"""Cross-validation folds: split units dealt to k parts, each fold's train, val and test roles, and
+the nested subsets of a fold's training part that a learning curve trains on."""
 from collections import defaultdict
 
 import numpy as np
@@ -43,6 +44,31 @@ def cross_validation_folds(pairs, units, parts_of, k):
             fold[role.get(parts_of[units[image]], "train")].append([image, mask])
         folds.append({part: sorted(items) for part, items in fold.items()})
     return folds
+
+
+def training_units(fold, units):
+    """The split units of a fold's training part (a fold as read_split gives it), sorted."""
+    return sorted({units[image] for image, _ in fold["train"]})
+
+
+def training_subset(fold, units, size, seed):
+    """The first `size` of the fold's training units in one seeded order, so each smaller subset lies
+    inside every larger one and file order plays no part; copies share a unit, so they stay together."""
+    keys = training_units(fold, units)
+    if size > len(keys):
+        raise SegError(f"crossval.train_subjects: {size} is more than the {len(keys)} training subjects of this "
+                       "fold; list sizes up to the smallest fold's training part")
+    order = np.random.Generator(np.random.PCG64(seed)).permutation(len(keys))
+    return sorted(keys[i] for i in order[:size])
+
+
+def check_curve_sizes(folds, units, sizes):
+    """Every learning-curve size fits the smallest fold's training part."""
+    counts = [len(training_units(fold, units)) for fold in folds]
+    if sizes and max(sizes) > min(counts):
+        fold = counts.index(min(counts))
+        raise SegError(f"crossval.train_subjects: {max(sizes)} is more than fold {fold}'s {min(counts)} training "
+                       f"subjects (split units), the smallest training part; list sizes up to {min(counts)}")
 
 
 def cross_validation(report, data_cfg, k):

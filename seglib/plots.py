@@ -87,13 +87,50 @@ def compute_figure(curves, budget):
     for model, points in curves.items():
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=model)
     ax.axvline(budget, color="gray", linestyle="--", linewidth=0.8, label="equal-compute budget")
-    ax.set_xlabel("training compute, TFLOPs (3 x forward FLOPs x images seen)")
-    ax.set_ylabel("validation Dice (foreground mean)")
-    ax.set_title("Validation Dice at equal training compute")
+    return _labelled(fig, ax, "training compute, TFLOPs (3 x forward FLOPs x images seen)",
+                     "validation Dice (foreground mean)", "Validation Dice at equal training compute")
+
+
+def _labelled(fig, ax, xlabel, ylabel, title):
+    """One panel's labels, grid and legend, laid out."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def learning_curve_figure(points, models):
+    """Mean subject Dice against training subjects (log scale), one line per model with its 95% band."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    x = [p["train_subjects"] for p in points]
+    for model in models:
+        dice = [p["models"][model]["slice_fg_dice"] for p in points]
+        line, = ax.plot(x, [d["mean"] for d in dice], marker="o", label=model)
+        ax.fill_between(x, [d["ci95"][0] for d in dice], [d["ci95"][1] for d in dice], color=line.get_color(), alpha=0.2)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(x, [f"all\n({n:g})" if p.get("all") else str(n) for n, p in zip(x, points)])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    return _labelled(fig, ax, "training subjects per fold", "mean subject Dice (foreground), out of fold",
+                     "Learning curve (bands: 95% bootstrap interval by subject)")
+
+
+def convergence_figure(runs, marks, fraction):
+    """Validation Dice against training images seen, one line per run (every fold and seed), a colour
+    per model, each run's point of convergence (`marks`: per model, per run {images_seen, epoch} or
+    None) as a dot."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for i, (model, logs) in enumerate(runs.items()):
+        for k, (rows, mark) in enumerate(zip(logs, marks[model])):
+            seen = [int(r["images_seen"]) for r in rows]
+            dice = [float(r["val_dice"]) for r in rows]
+            ax.plot(seen, dice, color=f"C{i}", alpha=0.7, linewidth=1, label=model if k == 0 else None)
+            if mark is not None:
+                ax.plot(mark["images_seen"], dice[mark["epoch"] - 1], "o", color=f"C{i}", markersize=4)
+    return _labelled(fig, ax, "training images seen", "validation Dice (foreground mean)",
+                     f"Convergence: dots where a run first reaches {fraction:.0%} of its best")
 
 
 def subject_differences_figure(per_subject, a, b):

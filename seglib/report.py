@@ -6,6 +6,7 @@ from pathlib import Path
 
 from seglib.compare import COLUMNS
 from seglib.crossval import POOLED_KEYS
+from seglib.curve import size_label
 
 
 def format_score(value):
@@ -43,6 +44,8 @@ def crossval_lines(result):
                        [s["fold_fg_dice_postprocessed"][fold] for s in summaries]))
     for key, title in (("fold_sd", "sd between folds (fg Dice)"), ("seed_sd", "sd between seeds (fg Dice)")):
         out.append(row(title, [s[key] for s in summaries]))
+    if "convergence" in result:
+        out += [f"| {title} | " + " | ".join(cells) + " |" for title, cells in convergence_rows(result["convergence"], models)]
     for fold, first in summaries[0]["seed_study"].items():
         n = len(first["fg_dice_by_seed"])
         for key, title in (("mean", f"fold {fold}: mean fg Dice of {n} seeds"),
@@ -56,6 +59,51 @@ def crossval_lines(result):
             "| subject | " + " | ".join(models) + " |", "|" + "---|" * (len(models) + 1)]
     subjects = sorted(result["per_subject_dice"][models[0]], key=lambda s: result["per_subject_dice"][models[0]][s])
     out += [row(s, [result["per_subject_dice"][m].get(s) for m in models]) for s in subjects]
+    return out
+
+
+def _spread(value, digits=".1f"):
+    """mean [least, most] of a convergence figure over runs; the value alone for one run."""
+    if value is None:
+        return "-"
+    if value["min"] == value["max"]:
+        return f"{value['min']:,}"
+    return f"{value['mean']:,{digits}} [{value['min']:,}, {value['max']:,}]"
+
+
+def convergence_rows(spread, models):
+    """Table rows: per model the epoch, and the training images seen, at which validation Dice first
+    reaches 95 % of the run's best (mean [least, most] over its runs)."""
+    return [("epoch reaching 95% of its best val Dice", [_spread(spread[m]["epoch"]) for m in models]),
+            ("training images seen by then", [_spread(spread[m]["images_seen"], ".0f") for m in models])]
+
+
+def curve_lines(curve, models):
+    """The learning-curve section of the report (markdown lines)."""
+    pairs = list(curve["points"][0]["paired"])
+    out = ["## Learning curve", "",
+           "Each fold also trained on nested, seeded subsets of its training subjects; every size is tested on the "
+           "same subjects, so each size has its own paired comparison by subject.", "",
+           "| training subjects | " + " | ".join(f"{m}: mean subject Dice [95%]" for m in models) + " | "
+           + " | ".join(f"{p.replace('_minus_', ' - ')} [95%], p" for p in pairs) + " |",
+           "|" + "---|" * (1 + len(models) + len(pairs))]
+    for point in curve["points"]:
+        dice = [point["models"][m]["slice_fg_dice"] for m in models]
+        cells = [f"{format_score(d['mean'])} [{format_score(d['ci95'][0])}, {format_score(d['ci95'][1])}]"
+                 for d in dice]
+        cells += [f"{st['mean_diff']:+.4f} [{st['ci95'][0]:+.4f}, {st['ci95'][1]:+.4f}], {st['p_value']:.3g}"
+                  for st in (point["paired"][p] for p in pairs)]
+        out.append(f"| {size_label(point)} | " + " | ".join(cells) + " |")
+    out += [""] + [f"- {size_label(point)} subjects: {stat['verdict']}" for point in curve["points"]
+                   for stat in point["paired"].values()]
+    out += [""] + [f"**{answer}**" for answer in curve["answers"].values()]
+    out += ["", "Convergence by training subjects (95% of each run's best val Dice; mean [least, most] over folds "
+            "and seeds):", "", "| training subjects | " + " | ".join(f"{m}: epoch | {m}: images seen" for m in models)
+            + " |", "|" + "---|" * (1 + 2 * len(models))]
+    for point in curve["points"]:
+        spread = point["convergence"]
+        out.append(f"| {size_label(point)} | " + " | ".join(
+            f"{_spread(spread[m]['epoch'])} | {_spread(spread[m]['images_seen'], '.0f')}" for m in models) + " |")
     return out
 
 
@@ -74,6 +122,8 @@ def table_rows(result):
     rows.append(["GFLOPs per image (forward, at the input it sees)",
                  *[number_or_map(result["models"][m].get("gflops_per_image")) for m in models]])
     rows.append(["coarsest feature map", *[number_or_map(result["models"][m].get("feature_map")) for m in models]])
+    if "convergence" in result:
+        rows += [[title, *cells] for title, cells in convergence_rows(result["convergence"], models)]
     compute = result.get("equal_compute")
     if compute:
         budget = compute["budget_tflop"]
@@ -130,6 +180,8 @@ def report_markdown(result, figures, title="Model comparison"):
     out += ["", "## Paired difference over test images", ""] + [f"- {s}" for s in paired_sentences(result)]
     if "crossval" in result:
         out += [""] + crossval_lines(result["crossval"])
+    if "curve" in result:
+        out += [""] + curve_lines(result["curve"], list(result["models"]))
     out += ["", "## Figures", ""] + [f"![{Path(f).stem}]({f})" for f in figures]
     return "\n".join(out) + "\n"
 
@@ -147,6 +199,8 @@ def report_html(result, figure_files, title="Model comparison"):
     note = TIMING_NOTE + (" " + VOLUME_NOTE if result.get("scored_per") == "volume" else "")
     if "crossval" in result:  # its tables as the markdown text, which reads as a table in plain text
         paired += f"<pre>{html.escape(chr(10).join(crossval_lines(result['crossval'])))}</pre>"
+    if "curve" in result:
+        paired += f"<pre>{html.escape(chr(10).join(curve_lines(result['curve'], list(result['models']))))}</pre>"
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
             "body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
             "td,th{border:1px solid #bbb;padding:4px 8px;text-align:right}img{max-width:100%}</style></head>"

@@ -23,7 +23,8 @@ from seglib import CPU_PINS
 from seglib.checkpoint import load_tensors
 from seglib.distributed import World
 from seglib.errors import SegError
-from seglib.io import write_bytes, write_csv
+from seglib.epochlog import write_epoch_log
+from seglib.io import write_bytes
 
 CHUNK = 1 << 20
 
@@ -100,7 +101,7 @@ class TrainingRun:
         if not self.world.main:
             return
         if self.log is not None:
-            write_csv(self.log, history)
+            write_epoch_log(self.log, history)
         if self.state is not None:
             buffer = io.BytesIO()
             torch.save({**state, "key": self.key}, buffer)

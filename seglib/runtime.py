@@ -31,7 +31,8 @@ def resolve_device(name, where="runtime.device"):
 
 def _deterministic_kernels(mode, warn_only=False):
     """torch.use_deterministic_algorithms for eager code. The public call also sets torch.compile's
-    inductor flag, whose import costs every stage process 1.7 s; nothing here compiles."""
+    inductor flag, whose import costs every stage process 1.7 s; no stage compiles (bench.precision's
+    torch.compile times speed, not bytes)."""
     torch._C._set_deterministic_algorithms(mode, warn_only=warn_only)
 
 
@@ -87,7 +88,8 @@ def describe(device):
         return device.type
     pinned = all(os.environ.get(key) == value for key, value in CPU_PINS.items())
     pins = "ISA pinned to AVX2" if pinned else "native ISA"
-    return f"{cpu_name()} (cpu, {torch.get_num_threads()} threads, {pins})"
+    threads = torch.get_num_threads()
+    return f"{cpu_name()} (cpu, {threads} thread{'s' if threads > 1 else ''}, {pins})"
 
 
 def cpu_flags(cpuinfo="/proc/cpuinfo"):

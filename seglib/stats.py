@@ -65,6 +65,15 @@ def mean_interval(values, groups=None, n_boot=2000, seed=0):
             "ci95": bootstrap_ci(sums, counts, n_boot, rng)}
 
 
+def lead(stat):
+    """+1 when the first model is ahead (the interval clear of 0 and sign-flip p < 0.05), -1 when the
+    second is, 0 when no difference is detectable."""
+    lo, hi = stat["ci95"]
+    if stat["n"] == 0 or lo <= 0 <= hi or stat["p_value"] >= 0.05:
+        return 0
+    return 1 if stat["mean_diff"] > 0 else -1
+
+
 def verdict(a, b, stat, wins=None, totals=None):
     """One sentence in plain words: who is ahead and how surely, or that no difference is detectable.
 
@@ -77,7 +86,7 @@ def verdict(a, b, stat, wins=None, totals=None):
         return f"{a} and {b}: no image scored by both"
     lo, hi = stat["ci95"]
     evidence = f"over {stat['units']} {stat['unit']}s, sign-flip p = {stat['p_value']:.3g}"
-    if lo <= 0 <= hi or stat["p_value"] >= 0.05:
+    if not lead(stat):
         return (f"no detectable difference between {a} and {b}: {stat['mean_diff']:+.3f} Dice "
                 f"[{lo:+.3f}, {hi:+.3f}] {evidence}")
     leader, other = (a, b) if stat["mean_diff"] > 0 else (b, a)

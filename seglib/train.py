@@ -17,7 +17,7 @@ import time
 import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm import tqdm
 
 from seglib import postprocess
@@ -153,6 +153,20 @@ class FitResult:
     seconds_per_epoch: list
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainingSubset:
+    """A learning-curve run's training images: the split units it keeps, and the images each epoch
+    draws (crossval.curve_budget: the full training part's count, or its own)."""
+    units: tuple
+    epoch_images: int
+
+
+def subset_arrays(arrays, images):
+    """Prepared arrays of `images` only; a volume's planes are named <image>#<plane>."""
+    keep = [i for i, name in enumerate(map(str, arrays["names"])) if name in images or name.rsplit("#", 1)[0] in images]
+    return {key: value[keep] for key, value in arrays.items()}
+
+
 def per_process_batch(model_cfg, processes, name):
     """models.<name>.batch_size images per step, split evenly over the training processes."""
     batch = model_cfg.batch_size // processes
@@ -165,20 +179,25 @@ def per_process_batch(model_cfg, processes, name):
 
 def make_loaders(data, model_cfg, train_cfg, meta, run, device):
     """Shuffled training batches (seeded) and ordered validation batches, of this process's share
-    (run.world): a part of each training batch, and every world.size-th validation image."""
+    (run.world): a part of each training batch, and every world.size-th validation image. With
+    data["epoch_images"] (a learning curve's subset) each epoch draws that many training images,
+    every image as often as any other, give or take one."""
     train_arrays, val_arrays, name, world = data["train"], data["val"], run.name, run.world
+    epoch_images = data.get("epoch_images", len(train_arrays["images"]))
     if len(val_arrays["images"]) == 0:
         raise SegError("data.val_fraction: the validation split is empty, and the best epoch is chosen on it; "
                        "set val_fraction above 0")
-    if len(train_arrays["images"]) < model_cfg.batch_size:
+    if epoch_images < model_cfg.batch_size:
         raise SegError(f"models.{name}.batch_size: {model_cfg.batch_size} is larger than the "
-                       f"{len(train_arrays['images'])} training images; lower it")
+                       f"{epoch_images} training images of an epoch; lower it")
     side, need = min(train_arrays["images"].shape[1:]) * model_cfg.input_scale, min_input_side(model_cfg)
     if side < need:
         raise SegError(f"models.{name}.depth: {model_cfg.depth} poolings need inputs of at least "
                        f"{need} px, but the model sees {side:g} px "
                        "(preprocess.base_size x input_scale); lower depth or raise base_size")
     batch, train_set = per_process_batch(model_cfg, world.size, name), PreparedDataset(train_arrays, meta)
+    if epoch_images != len(train_set):
+        train_set = Subset(train_set, [i % len(train_set) for i in range(epoch_images)])
     shuffle_gen = torch.Generator().manual_seed(train_cfg.seed)
     sampler = None if world.size == 1 else DistributedSampler(train_set, world.size, world.rank, shuffle=True,
                                                               seed=train_cfg.seed, drop_last=True)
@@ -243,8 +262,8 @@ def setup(data, model_cfg, train_cfg, device, meta, run):
     train_loader, val_loader = make_loaders(data, model_cfg, train_cfg, meta, run, device)
     torch.manual_seed(train_cfg.seed)
     net = build_model(model_cfg, meta.num_classes, train_cfg.bn_momentum)
-    if getattr(model_cfg, "encoder_weights", None):
-        load_encoder_weights(net, model_cfg.encoder_weights)
+    if model_cfg.encoder_file():
+        load_encoder_weights(net, model_cfg.encoder_file())
     if model_cfg.weights:  # a whole model's weights go over an encoder's
         load_local_weights(net, model_cfg.weights)
     net = net.to(device, memory_format=torch.channels_last)

@@ -18,11 +18,14 @@ from pathlib import Path
 
 from seglib import config
 from seglib.compare import compare_models, training_compute
-from seglib.crossval import pool, read_runs
+from seglib.crossval import pool, read_curve_runs, read_logs, read_runs
+from seglib.curve import CONVERGED, convergence, convergence_spread, learning_curve
+from seglib.epochlog import read_epoch_log
 from seglib.errors import run_cli
 from seglib.io import read_csv, read_json, save_figure, write_csv, write_json, write_text
 from seglib.metrics import EPOCH_METRICS
-from seglib.plots import comparison_figure, compute_figure, subject_differences_figure
+from seglib.plots import (comparison_figure, compute_figure, convergence_figure, learning_curve_figure,
+                          subject_differences_figure)
 from seglib.report import report_html, report_markdown
 
 
@@ -38,7 +41,7 @@ def main(argv=None):
     train = {m: read_json(Path(args.train_metrics) / f"{m}.json") for m in names}
     test = {m: read_json(Path(args.test_metrics) / f"{m}.json") for m in names}
     rows = {m: read_csv(Path(args.per_image) / f"{m}.csv") for m in names}
-    histories = {m: read_csv(Path(args.train_logs) / f"{m}.csv") for m in names}
+    histories = {m: read_epoch_log(Path(args.train_logs) / m) for m in names}
     result = compare_models(train, test, rows, histories, cmp_cfg)
     figures = []
     for metric in (m for m in EPOCH_METRICS if m != "f1"):  # F1 is Dice
@@ -50,14 +53,27 @@ def main(argv=None):
         save_figure(compute_figure({m: training_compute(histories[m], result["models"][m]["gflops_per_image"])
                                     for m in names}, result["equal_compute"]["budget_tflop"]), path)
         figures.append(path)
+    result["convergence"] = convergence_spread({m: [histories[m]] for m in names})
     cv_cfg = config.section(params, "crossval")
+    runs = {m: [histories[m]] for m in names}  # the convergence figure's: the hold-out runs, or every fold's
     if cv_cfg.folds:
         cv_test, cv_rows, ensembles = read_runs(args.test_metrics, args.per_image, names, cv_cfg)
         result["crossval"] = pool(cv_test, cv_rows, cv_cfg, cmp_cfg, names, ensembles)
+        runs = read_logs(args.train_logs, names, cv_cfg)
+        result["crossval"]["convergence"] = convergence_spread(runs)
         for a, b in itertools.combinations(names, 2):
             path = Path(args.figures) / f"cv_{a}_minus_{b}_by_subject.png"
             save_figure(subject_differences_figure(result["crossval"]["per_subject_dice"], a, b), path)
             figures.append(path)
+    if cv_cfg.train_subjects:
+        sized = {n: (*read_curve_runs(args.test_metrics, args.per_image, names, cv_cfg, n),
+                     read_logs(args.train_logs, names, cv_cfg, n)) for n in cv_cfg.train_subjects}
+        result["curve"] = learning_curve(sized, result["crossval"], cv_cfg, cmp_cfg, names)
+        figures.append(Path(args.figures) / "learning_curve.png")
+        save_figure(learning_curve_figure(result["curve"]["points"], names), figures[-1])
+    figures.append(Path(args.figures) / "convergence.png")
+    marks = {m: [convergence(h) for h in logs] for m, logs in runs.items()}
+    save_figure(convergence_figure(runs, marks, CONVERGED), figures[-1])
     per_subject = {m: result["per_subject_dice"][m] for m in names}
     if "crossval" in result:
         per_subject.update({f"cv_{m}": result["crossval"]["per_subject_dice"][m] for m in names})

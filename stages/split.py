@@ -9,7 +9,7 @@ import argparse
 from seglib import config
 from seglib.check import check_dataset
 from seglib.errors import run_cli
-from seglib.folds import cross_validation
+from seglib.folds import check_curve_sizes, cross_validation
 from seglib.io import write_json
 from seglib.split import PARTS, split_dataset
 
@@ -24,7 +24,9 @@ def main(argv=None):
     data_cfg, pre_cfg = config.section(params, "data"), config.section(params, "preprocess")
     report = check_dataset(args.images, args.masks, data_cfg, pre_cfg.max_pixels, config.section(params, "volume"))
     parts = split_dataset(report, data_cfg)
-    folds = cross_validation(report, data_cfg, len(config.section(params, "crossval").folds))
+    cv_cfg = config.section(params, "crossval")
+    folds = cross_validation(report, data_cfg, len(cv_cfg.folds))
+    check_curve_sizes(folds["folds"], report.units, cv_cfg.train_subjects)
     counts = {p: {"images": len(parts[p]), "subjects": len({report.subjects[i] for i, _ in parts[p]})} for p in PARTS}
     for warning in report.warnings:
         print(f"warning: {warning}")

@@ -1,13 +1,13 @@
 """train@<model>: train one model on the prepared arrays; keep its best validation epoch.
 
 python -m stages.train --model unet --prepared artifacts/prepared --out models/unet
-    --metrics metrics/train/unet.json --log plots/train/unet.csv --timing logs/timing/unet.json
+    --metrics metrics/train/unet.json --log plots/train/unet --timing logs/timing/unet.json
     --resume logs/resume/unet.pt
 
 After the last epoch the best epoch's model chooses its post-processing rules on
 the validation images (seglib.postprocess); the checkpoint carries them.
 
-The epoch log (--log) is rewritten after every epoch, so a run can be watched
+The epoch log (--log, a DVCLive folder: seglib.epochlog) is rewritten after every epoch, so a run can be watched
 while it goes. The timing and resume files are no DVC outputs: seconds differ
 on every run, and DVC deletes a stage's outputs before it runs, which would
 take a stopped run's state with them. The resume state is keyed by the
@@ -25,13 +25,16 @@ from pathlib import Path
 
 from seglib import config, distributed
 from seglib.checkpoint import save_checkpoint
-from seglib.errors import run_cli
-from seglib.io import read_json, read_npz, write_csv, write_json
+from seglib.errors import SegError, run_cli
+from seglib.folds import training_subset
+from seglib.epochlog import write_epoch_log
+from seglib.io import read_json, read_npz, write_json
 from seglib.models import model_cost
 from seglib.prepared_meta import read_meta
 from seglib.resume import TrainingRun, training_key
 from seglib.runtime import describe, end_with_dvc, use_runtime
-from seglib.train import choose_postprocessing, fit, per_process_batch
+from seglib.split import read_split
+from seglib.train import TrainingSubset, choose_postprocessing, fit, per_process_batch, subset_arrays
 
 
 def main(argv=None):
@@ -40,8 +43,14 @@ def main(argv=None):
         parser.add_argument(name, required=True)
     parser.add_argument("--seed", type=int, help="train with this seed instead of train.seed "
                         "(cv-train: one of crossval.seeds)")
+    parser.add_argument("--subjects", type=int, help="learning curve (curve-train): train on this many of the "
+                        "fold's training subjects, a nested subset seeded by data.seed; needs --folds and --fold")
+    parser.add_argument("--folds", help="the split stage's folds file (with --subjects)")
+    parser.add_argument("--fold", type=int, help="the fold of --prepared (with --subjects)")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
+    if args.subjects is not None and (args.folds is None or args.fold is None):
+        parser.error("--subjects needs --folds and --fold")
     end_with_dvc()
     params = config.load_params(args.params)
     # every setting is checked before any training process starts
@@ -49,7 +58,8 @@ def main(argv=None):
     if args.seed is not None:
         train_cfg = dataclasses.replace(train_cfg, seed=args.seed)
     configs = {"models": config.model(params, args.model), "train": train_cfg,
-               "runtime": config.section(params, "runtime")}
+               "runtime": config.section(params, "runtime"), "crossval": config.section(params, "crossval"),
+               "data": config.section(params, "data")}
     runtime_cfg = configs["runtime"]
     per_process_batch(configs["models"], runtime_cfg.processes, args.model)
     if runtime_cfg.processes > 1 and not distributed.launched_by_torchrun():
@@ -61,24 +71,45 @@ def main(argv=None):
         distributed.leave(world)
 
 
+def curve_subset(args, configs, data):
+    """A learning-curve run: data["train"] cut to a nested subset of the fold's training subjects, and
+    the images each epoch draws (crossval.curve_budget); the TrainingSubset that keys its resume state."""
+    fold = read_split(args.folds, args.fold)
+    units = training_subset(fold, fold["units"], args.subjects, configs["data"].seed)
+    full = len(data["train"]["images"])
+    data["train"] = subset_arrays(data["train"], {image for image, _ in fold["train"] if fold["units"][image] in units})
+    own = len(data["train"]["images"])
+    if own == 0:
+        raise SegError(f"{args.prepared}: holds none of the images of fold {args.fold}'s training subjects "
+                       f"{units[:3]}...; run `dvc repro`, which prepares the folds from {args.folds}")
+    data["epoch_images"] = full if configs["crossval"].curve_budget == "steps" else own
+    return TrainingSubset(tuple(units), data["epoch_images"])
+
+
 def train(args, configs, world, device):
     model_cfg, train_cfg = configs["models"], configs["train"]
     prepared = Path(args.prepared)
     meta = read_meta(read_json(prepared / "meta.json"), prepared / "meta.json")
     data = {part: read_npz(prepared / f"{part}.npz") for part in ("train", "val")}
     files = [prepared / "train.npz", prepared / "val.npz", Path(__file__)]
-    starts = [model_cfg.weights, getattr(model_cfg, "encoder_weights", None)]
-    key = training_key(args.model, configs, meta, files + [Path(w) for w in starts if w])
+    starts = [model_cfg.weights, model_cfg.encoder_file()]
+    settings = {k: configs[k] for k in ("models", "train", "runtime")}
+    subset = None if args.subjects is None else curve_subset(args, configs, data)
+    if subset is not None:
+        settings["subset"] = subset
+    key = training_key(args.model, settings, meta, files + [Path(w) for w in starts if w])
     run = TrainingRun(args.model, log=args.log, state=args.resume, key=key, world=world)
     result = fit(data, model_cfg, train_cfg, device, meta, run)
     if not world.main:
         return
     rules, report = choose_postprocessing(result, data, model_cfg, meta, device)
     save_checkpoint(Path(args.out) / "model.pt", result.model, model_cfg, meta, args.model, rules)
-    write_csv(args.log, result.history)  # again: a run resumed after its last epoch has no epoch left to write it
+    write_epoch_log(args.log, result.history)  # again: a run resumed after its last epoch has no epoch left to write it
     best = result.best_scores
     cost = model_cost(result.model, meta.base_size)
-    write_json(args.metrics, {"best_epoch": result.best_epoch, "parameters": result.parameters,
+    curve = {} if subset is None else {"train_subjects": len(subset.units), "train_images": len(data["train"]["images"]),
+                                       "epoch_images": subset.epoch_images}
+    write_json(args.metrics, {"best_epoch": result.best_epoch, **curve, "parameters": result.parameters,
                               "gflops_per_image": cost["gflops"], "feature_map": cost["feature_map"],
                               "val": {k: best[k] for k in ("accuracy", "fg_dice", "fg_iou", "fg_precision",
                                                            "fg_recall", "mean_dice", "mean_iou", "dice", "iou")},

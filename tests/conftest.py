@@ -1,3 +1,6 @@
+import fcntl
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -7,6 +10,14 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_thread_per_worker():
+    """The two test workers share two cores: torch's default of a thread per core would oversubscribe
+    them (tiny tensors gain nothing from a second thread). Stage processes get runtime.threads: 1."""
+    import torch
+    torch.set_num_threads(1)
 
 
 def tiny_meta(gray_values=(0, 255), base_size=(32, 32), mean=0.2, std=0.3):
@@ -49,15 +60,42 @@ def run_module(module, *args, cwd=REPO):
                           capture_output=True, text=True)
 
 
+def built_once(tmp_path_factory, name, build):
+    """build(folder) run once per test run, whichever test worker asks first (the others wait on a lock
+    and reuse the folder): the shared tiny projects cost their build once, not once per worker."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # this test run's folder, above every worker's own
+    with open(root / f"{name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        folder, done = root / name, root / f"{name}.done"
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a build that died half-way
+            build(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_built(tmp_path_factory):
     """The tiny project, committed, nothing run yet. Shared: copy it (tiny_project.copy_project) to change it."""
     from tiny_project import make_tiny_repo
-    return make_tiny_repo(tmp_path_factory.mktemp("tiny") / "built")
+    return built_once(tmp_path_factory, "tiny_built", make_tiny_repo)
 
 
 @pytest.fixture(scope="session")
 def tiny_ran(tiny_built, tmp_path_factory):
     """The tiny project after one `dvc repro` of every default stage, committed. Shared: copy it to change it."""
     from tiny_project import copy_project, reproduce_and_commit
-    return reproduce_and_commit(copy_project(tiny_built, tmp_path_factory.mktemp("tiny") / "ran"))
+    return built_once(tmp_path_factory, "tiny_ran", lambda folder: reproduce_and_commit(copy_project(tiny_built, folder)))
+
+
+# The files that take longest, started first: with two workers taking whole files (--dist loadfile), a long
+# file started last would leave one worker idle while the other finishes it.
+LONGEST_FILES = ("test_crossval.py", "test_real_data.py", "test_pipeline.py", "test_kill.py", "test_versioning.py",
+                 "test_dvc_safety.py", "test_distributed.py", "test_volumes.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONGEST_FILES)))  # stable: a file keeps its order

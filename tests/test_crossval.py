@@ -7,7 +7,8 @@ import pytest
 
 from seglib import config
 from seglib.errors import SegError
-from seglib.folds import assign_parts, cross_validation_folds
+from seglib.folds import (assign_parts, check_curve_sizes, cross_validation_folds, training_subset,
+                          training_units)
 from test_bad_input import project, split  # noqa: F401 (fixture)
 
 
@@ -83,11 +84,50 @@ def test_subjects_holding_a_rare_class_are_spread_over_the_parts():
      "crossval.extra_seed_folds: each must be one of crossval.folds [0, 1, 2], once; got [3]"),
     ({"extra_seeds": [1], "extra_seed_folds": [0]}, "crossval.extra_seed_folds: each must be one of crossval.folds []"),
     ({"folds": [0, 1, 2], "extra_seeds": [1], "extra_seed_folds": [2, 2]}, "crossval.extra_seed_folds: each must be"),
+    ({"folds": [0, 1, 2], "train_subjects": [0, 4]}, "crossval.train_subjects: expected whole numbers of training "
+     "subjects from 1 up, increasing and each once, e.g. [4, 8, 16] (the full training part is the cross-validation "
+     "itself); got [0, 4]"),
+    ({"folds": [0, 1, 2], "train_subjects": [8, 4]}, "crossval.train_subjects: expected whole numbers"),
+    ({"folds": [0, 1, 2], "train_subjects": [4, 4]}, "crossval.train_subjects: expected whole numbers"),
+    ({"folds": [0, 1, 2], "train_subjects": [4, 2.5]}, "crossval.train_subjects: expected whole numbers"),
+    ({"folds": [0, 1, 2], "train_subjects": [4, "all"]}, "crossval.train_subjects: expected a list of numbers"),
+    ({"train_subjects": [4]}, "crossval.train_subjects: a learning curve subsets each fold's training part; "
+     "set crossval.folds too"),
+    ({"folds": [0, 1, 2], "curve_budget": "images"}, "crossval.curve_budget: must be one of ['steps', 'epochs']"),
 ])
 def test_wrong_crossval_settings_name_the_key(raw, message):
     with pytest.raises(SegError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")
                        .replace(")", r"\)")):
         config.build_section(config.CrossValConfig, raw, "crossval")
+
+
+def test_learning_curve_subsets_are_nested_seeded_order_free_and_leave_val_and_test_alone():
+    units, parts, folds = _folds(k=3, subjects=20)
+    fold = next(f for f in folds if "S0+S1" in training_units(f, units))  # the fold that trains on the copies
+    train_units = training_units(fold, units)
+    subsets = {n: training_subset(fold, units, n, seed=7) for n in (1, 2, 4, len(train_units))}
+    for small, large in zip((1, 2, 4), (2, 4, len(train_units))):
+        assert set(subsets[small]) < set(subsets[large])  # each smaller set inside the larger ones
+    assert [len(s) for s in subsets.values()] == [1, 2, 4, len(train_units)]
+    assert subsets[len(train_units)] == train_units and set(train_units) <= set(units.values())
+    held_out = {units[i] for part in ("val", "test") for i, _ in fold[part]}
+    assert not held_out & set(subsets[len(train_units)])  # validation and test subjects never enter
+    # copies are one unit: every subset holds both of S0 and S1 or neither
+    for subset in subsets.values():
+        chosen = {i for i, _ in fold["train"] if units[i] in subset}
+        assert ("S0_0.png" in chosen) == ("S1_0.png" in chosen)
+    assert "S0+S1" in subsets[len(train_units)]
+    shuffled = {**fold, "train": random.Random(3).sample(fold["train"], len(fold["train"]))}
+    assert training_subset(shuffled, units, 4, seed=7) == subsets[4]  # file order plays no part
+    assert any(training_subset(fold, units, 4, seed=s) != subsets[4] for s in range(8, 12))  # the seed does
+    with pytest.raises(SegError, match=f"crossval.train_subjects: {len(train_units) + 1} is more than the "
+                                       f"{len(train_units)} training subjects of this fold"):
+        training_subset(fold, units, len(train_units) + 1, seed=7)
+    smallest = min(len(training_units(f, units)) for f in folds)
+    check_curve_sizes(folds, units, [1, smallest])
+    with pytest.raises(SegError, match=rf"crossval.train_subjects: {smallest + 1} is more than fold \d's "
+                                       rf"{smallest} training subjects \(split units\), the smallest training part"):
+        check_curve_sizes(folds, units, [1, smallest + 1])
 
 
 def test_split_stage_writes_the_folds_and_refuses_more_folds_than_subjects(project):  # noqa: F811
@@ -100,6 +140,10 @@ def test_split_stage_writes_the_folds_and_refuses_more_folds_than_subjects(proje
     result = split(project, crossval={"folds": list(range(7))})
     assert result.returncode == 2
     assert "crossval.folds: 7 folds need at least 7 split units (subjects), the data has 6" in result.stderr
+    # 6 units in 3 folds leave each fold 2 training subjects: a curve of 3 is refused before any training
+    result = split(project, crossval={"folds": [0, 1, 2], "train_subjects": [1, 3]})
+    assert result.returncode == 2
+    assert "crossval.train_subjects: 3 is more than fold 0's 2 training subjects" in result.stderr
 
 
 def test_hold_out_writes_an_empty_fold_list(project):  # noqa: F811
@@ -177,6 +221,7 @@ def test_tiny_cross_validation_through_dvc(tiny_ran, tmp_path):
     report = (root / "reports/report.md").read_text()
     assert "## Cross-validation" in report and verdict in report
     assert (root / "plots/compare/cv_unet_minus_deeplabv3_by_subject.png").is_file()
+    assert (root / "plots/compare/convergence.png").is_file()
 
     sh("git", "add", "-A", cwd=root)
     sh("git", "commit", "-qm", "cross-validation run", cwd=root)
@@ -203,10 +248,13 @@ def test_tiny_cross_validation_through_dvc(tiny_ran, tmp_path):
         assert ensemble["members"] == [f"models/cv/{model}-1/seed{s}/model.pt" for s in (0, 1, 3)]
         assert study["ensemble_fg_dice"] == pytest.approx(ensemble["fg_dice"], abs=1e-6)
     assert "| fold 1: sd between 3 seeds |" in report and "| fold 1: 3 seeds as one ensemble |" in report
-    # bench.stages_in_order expands foreach and matrix stages to the names and commands DVC runs
+    # bench.stages_in_order expands foreach and matrix stages to the names and commands DVC runs: with a
+    # learning curve too, one curve-train and curve-evaluate per model, fold, size and seed (run by the CT test)
+    set_params(root, {"crossval.train_subjects": [1, 2]})
     pipeline, params = (yaml.safe_load((root / name).read_text()) for name in ("dvc.yaml", "params.yaml"))
     listed = dvc("stage", "list", "--name-only", cwd=root).stdout.split()
     assert [name for name, _ in commands(pipeline, params)] == listed
+    assert {f"curve-train@{m}-{f}-{n}-{s}" for m in models for f in folds for n in (1, 2) for s in seeds} <= set(listed)
 
 
 def _hand_made_runs():

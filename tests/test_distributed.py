@@ -13,6 +13,7 @@ import torch.multiprocessing as mp
 from conftest import tiny_meta
 from seglib.config import TrainConfig, UNetConfig
 from seglib.distributed import World
+from seglib.epochlog import read_epoch_log
 from seglib.models import build_model
 from seglib.resume import TrainingRun
 from seglib.train import (ConfusionMatrix, fit, make_loaders, run_epoch, segmentation_loss, summed_over,
@@ -80,9 +81,9 @@ def test_validation_in_two_processes_counts_every_image_once(tmp_path):
 
 def test_a_two_process_run_stopped_after_epoch_two_resumes_to_the_uninterrupted_weights(tmp_path):
     reference = in_two_processes(tmp_path, functools.partial(_fit, files={}))
-    files = {"log": tmp_path / "log.csv", "state": tmp_path / "state.pt", "key": "k"}
+    files = {"log": tmp_path / "log", "state": tmp_path / "state.pt", "key": "k"}
     assert in_two_processes(tmp_path, functools.partial(_fit, files=files, stop=2)) == "stopped"
-    assert len(files["log"].read_text().splitlines()) == 3  # written once, by the main process
+    assert [r["epoch"] for r in read_epoch_log(files["log"])] == [1, 2]  # written once, by the main process
     assert len(torch.load(files["state"], weights_only=False)["random"]) == 2  # each process's generators
     resumed = in_two_processes(tmp_path, functools.partial(_fit, files=files))
     assert repr(resumed["history"]) == repr(reference["history"])
@@ -96,16 +97,19 @@ def test_train_stage_under_torchrun_writes_what_one_process_writes(tiny_built, t
     root = copy_project(tiny_built, tmp_path / "repo")
     set_params(root, {"train.epochs": 2})
     dvc("repro", "train@unet", cwd=root)
-    outputs = ("metrics/train/unet.json", "plots/train/unet.csv")
+    outputs = ("metrics/train/unet.json", "plots/train/unet/metrics.json", "plots/train/unet/plots/metrics/val/dice.tsv", "plots/train/unet/plots/metrics/train/loss.tsv")
     single = {p: (root / p).read_text() for p in outputs}
+    log_files = sorted(p.relative_to(root) for p in (root / "plots/train/unet").rglob("*"))
     set_params(root, {"runtime.processes": 2})
     out = dvc("repro", "train@unet", cwd=root).stdout
     assert out.count("[unet] epoch 2/2") == 1  # one process reports
     metrics = json.loads((root / outputs[0]).read_text())
     assert metrics.keys() == json.loads(single[outputs[0]]).keys()
     assert metrics["val"].keys() == json.loads(single[outputs[0]])["val"].keys()
-    rows = list(csv.DictReader((root / outputs[1]).open()))
-    assert [list(r) for r in rows] == [list(r) for r in csv.DictReader(single[outputs[1]].splitlines())]
+    rows = list(csv.DictReader((root / outputs[2]).open(), delimiter="\t"))
+    assert [list(r) for r in rows] == [list(r) for r in csv.DictReader(single[outputs[2]].splitlines(), delimiter="\t")]
+    assert [r["step"] for r in rows] == ["1", "2"]  # one row per epoch: only the main process logs
+    assert sorted(p.relative_to(root) for p in (root / "plots/train/unet").rglob("*")) == log_files
     from seglib.checkpoint import load_checkpoint
     load_checkpoint(root / "models/unet/model.pt", CPU)
     assert not (root / "logs/resume/unet.pt").exists()

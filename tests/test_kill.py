@@ -43,6 +43,10 @@ def repro_killed_in(root, stage, delay):
     return False
 
 
+def epochs_logged(root, model="unet"):
+    return len((root / f"plots/train/{model}/plots/metrics/val/dice.tsv").read_text().splitlines()) - 1
+
+
 def assert_outputs_whole(root):
     """Every output that exists parses; no temporary file is visible to Git."""
     for path in sorted(p for d in ("artifacts", "metrics", "plots", "reports", "models") for p in (root / d).rglob("*")):
@@ -52,8 +56,8 @@ def assert_outputs_whole(root):
             continue  # a killed write's leftover: ignored by .gitignore and .dvcignore, checked below
         if path.suffix == ".json":
             json.loads(path.read_text())
-        elif path.suffix == ".csv":
-            assert list(csv.DictReader(path.open())), path
+        elif path.suffix in (".csv", ".tsv"):
+            assert list(csv.DictReader(path.open(), delimiter="\t" if path.suffix == ".tsv" else ",")), path
         elif path.suffix == ".npz":
             with np.load(path) as arrays:
                 assert arrays.files, path
@@ -69,7 +73,16 @@ def restore_torn_lock(root):
     """DVC writes dvc.lock in place (truncate, then dump the YAML): a SIGKILL between the two leaves it empty
     or cut, and every later dvc command stops at "'./dvc.lock' validation failed". The recovery docs/checks.md
     gives: the committed dvc.lock back (here none was committed: remove it); `dvc repro` then reruns each stage
-    whose outputs the lock does not describe. True if the lock was torn."""
+    whose outputs the lock does not describe. DVC's own .dvc/tmp/rwlock is written the same way: removed
+    (DVC recreates it). True if a file was torn."""
+    rwlock = root / ".dvc/tmp/rwlock"
+    try:
+        json.loads(rwlock.read_text()) if rwlock.exists() else None
+    except ValueError:  # what every dvc command then stops at
+        assert "Unable to read RWLock-file" in dvc("status", cwd=root, check=False).stderr
+        rwlock.unlink()
+        restore_torn_lock(root)
+        return True
     out = dvc("status", cwd=root, check=False)
     if "dvc.lock' validation failed" not in out.stdout + out.stderr and "unable to read" not in out.stderr:
         return False
@@ -105,7 +118,8 @@ def test_repro_killed_in_every_stage_recovers_to_the_uninterrupted_bytes(tiny_bu
 
 def test_training_killed_mid_run_resumes_after_its_last_epoch_with_the_uninterrupted_bytes(tiny_built, tmp_path):
     epochs = {"train.epochs": 8}  # tiny epochs take a fraction of a second: enough of them to kill mid-run
-    outputs = ("models/unet/model.pt", "metrics/train/unet.json", "plots/train/unet.csv")
+    # the epoch log (DVCLive's files) continues across the resume: the same bytes as an uninterrupted run's
+    outputs = ("models/unet/model.pt", "metrics/train/unet.json", "plots/train/unet/metrics.json", "plots/train/unet/plots/metrics/val/dice.tsv", "plots/train/unet/plots/metrics/train/loss.tsv")
     reference = copy_project(tiny_built, tmp_path / "reference")
     set_params(reference, epochs)
     dvc("repro", "train@unet", cwd=reference)
@@ -125,7 +139,7 @@ def test_training_killed_mid_run_resumes_after_its_last_epoch_with_the_uninterru
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert state.is_file()
-    done = len((root / "plots/train/unet.csv").read_text().splitlines()) - 1  # the epoch log is live
+    done = epochs_logged(root)  # the epoch log is live
     assert done >= 1
     out = dvc("repro", "train@unet", cwd=root).stdout
     resumed = re.search(r"\[unet\] resuming after epoch (\d)/8", out)
@@ -152,17 +166,17 @@ def test_sigterm_to_dvc_alone_ends_its_training_and_a_second_run_cannot_race_one
         time.sleep(0.05)
     assert proc.poll() is None, log.read_text()[-2000:]
     second = subprocess.run([sys.executable, "-m", "stages.train", "--model", "unet", "--prepared", "artifacts/prepared",
-                             "--out", "x", "--metrics", "x.json", "--log", "x.csv", "--timing", "t.json",
+                             "--out", "x", "--metrics", "x.json", "--log", "x", "--timing", "t.json",
                              "--resume", "logs/resume/unet.pt"], cwd=root, capture_output=True, text=True)
     assert second.returncode == 2 and "another training of unet is running (pid" in second.stderr, second.stderr
     os.kill(proc.pid, signal.SIGTERM)  # dvc alone, not its process group
     proc.wait()
     time.sleep(1.5)  # the stage's watcher polls every 0.5 s
     assert not trainers_in(root), log.read_text()[-2000:]
-    epochs = len((root / "plots/train/unet.csv").read_text().splitlines())
+    epochs = epochs_logged(root)
     time.sleep(2)
     assert "dvc (pid" in log.read_text() and "is gone; stopping without writing more" in log.read_text()
-    assert len((root / "plots/train/unet.csv").read_text().splitlines()) == epochs  # no epoch logged after
+    assert epochs_logged(root) == epochs  # no epoch logged after
     assert not (root / "models/unet/model.pt").exists()
     with open(f"{state}.lock") as lock:  # free again: the next run can take it
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

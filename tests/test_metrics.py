@@ -138,7 +138,7 @@ def test_subject_spacing_entries_are_checked_and_copies_share_one():
     from seglib.errors import SegError
     with pytest.raises(SegError, match=r"evaluate.subject_spacing.Case04: expected \[row_mm, col_mm\] > 0, got \[1.0\]"):
         build_section(EvaluateConfig, {"subject_spacing": {"Case04": [1.0]}}, "evaluate")
-    with pytest.raises(SegError, match=r"evaluate.subject_spacing.Case04: expected tuple"):
+    with pytest.raises(SegError, match=r"evaluate.subject_spacing.Case04: expected a list of numbers"):
         build_section(EvaluateConfig, {"subject_spacing": {"Case04": "1mm"}}, "evaluate")
     cfg = build_section(EvaluateConfig, {"pixel_spacing": [1.5, 1.5],
                                          "subject_spacing": {"Case18": [1.0, 1.0], "Case19": [2.0, 2.0]}}, "evaluate")

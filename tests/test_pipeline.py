@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from bench.scratch import dvc, set_params, sh
+from test_structure import plotted_model
 from tiny_project import copy_project, ran_stages
 
 
@@ -25,7 +26,7 @@ def test_repro_leaves_status_clean_and_writes_outputs(tiny_repo):
     compare = json.loads((tiny_repo / "metrics/compare.json").read_text())
     assert set(compare["models"]) == {"unet", "deeplabv3"}
     assert "unet_minus_deeplabv3" in compare["paired_image_dice"]
-    for path in ("plots/train/unet.csv", "plots/eval/deeplabv3.csv", "plots/compare/dice.png",
+    for path in ("plots/train/unet/metrics.json", "plots/eval/deeplabv3.csv", "plots/compare/dice.png",
                  "reports/report.md", "reports/report.html", "plots/train_samples.png", "artifacts/graymap.json"):
         assert (tiny_repo / path).is_file(), path
     html = (tiny_repo / "reports/report.html").read_text()
@@ -56,7 +57,10 @@ def test_same_inputs_give_identical_metric_files(tiny_repo, tmp_path):
     dvc("checkout", "-q", cwd=tiny_repo, check=False)
     outputs = ("metrics/train/unet.json", "metrics/test/deeplabv3.json", "models/unet/model.pt",
                "models/deeplabv3/model.pt", "reports/report.md", "dvc.lock")
-    first = {p: (tiny_repo / p).read_bytes() for p in outputs}
+    # and the epoch logs (DVCLive's files): no timestamps
+    logs = sorted(p.relative_to(tiny_repo) for p in (tiny_repo / "plots/train").rglob("*") if p.is_file())
+    assert {"plots/train/unet/metrics.json", "plots/train/deeplabv3/plots/metrics/val/dice.tsv"} <= set(map(str, logs))
+    first = {p: (tiny_repo / p).read_bytes() for p in (*outputs, *logs)}
     dvc("repro", "-f", "train@unet", "train@deeplabv3", "evaluate@unet", "evaluate@deeplabv3", "compare",
         cwd=tiny_repo)
     for path, content in first.items():  # checkpoints too: dvc.lock does not churn on a retrain
@@ -113,9 +117,9 @@ def test_a_third_and_fourth_model_are_models_entries_and_plot_lines_and_join_the
     pipeline = yaml.safe_load((tiny_repo / "dvc.yaml").read_text())
     for plot in pipeline["plots"]:
         (spec,) = plot.values()
-        (unet,) = [path for path in spec["y"] if path.endswith("/unet.csv")]
+        (unet,) = [path for path in spec["y"] if plotted_model(path) == "unet"]
         for name in ("small", "fpn"):
-            spec["y"][unet.replace("/unet.csv", f"/{name}.csv")] = spec["y"][unet]
+            spec["y"][unet.replace("/unet/", f"/{name}/").replace("/unet.csv", f"/{name}.csv")] = spec["y"][unet]
     (tiny_repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     try:
         out = dvc("repro", cwd=tiny_repo)
@@ -152,7 +156,7 @@ def test_a_third_and_fourth_model_are_models_entries_and_plot_lines_and_join_the
         set_params(tiny_repo, {"models.fpn.encoder": "resnet18", "models.fpn.encoder_weights": "weights/wrong.pth"})
         torch.save(torchvision.models.resnet34(weights=None).state_dict(), tiny_repo / "weights/wrong.pth")
         args = ["--model", "fpn", "--prepared", "artifacts/prepared", "--out", "models/fpn",
-                "--metrics", "metrics/train/fpn.json", "--log", "plots/train/fpn.csv",
+                "--metrics", "metrics/train/fpn.json", "--log", "plots/train/fpn",
                 "--timing", "logs/timing/fpn.json", "--resume", "logs/resume/fpn.pt"]
         out = run_module("stages.train", *args, cwd=tiny_repo)
         assert out.returncode == 2 and "weights/wrong.pth: not the encoder of this model" in out.stderr

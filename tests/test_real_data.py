@@ -11,14 +11,16 @@ import pytest
 
 from bench.scratch import dvc, scratch_project
 from conftest import SHARED
-from seglib.io import DEFAULT_MAX_PIXELS, read_image, read_mask
 from seglib.check import check_dataset
 from seglib.config import DataConfig, VolumeConfig
+from seglib.folds import training_subset
+from seglib.io import DEFAULT_MAX_PIXELS, read_csv, read_image, read_mask
+from seglib.metrics import image_dice, scores
 from seglib.split import split_by_subject
 from seglib.volume import read_label_volume, read_volume
 
 DATASETS = SHARED / "datasets"
-TINY = {"preprocess.base_size": [64, 64], "train.epochs": 1, "runtime.device": "cpu",
+TINY = {"preprocess.base_size": [64, 64], "train.epochs": 1, "runtime.device": "cpu", "runtime.threads": 1, "evaluate.overlays": 1,
         "models.unet.width": 4, "models.unet.batch_size": 4, "models.deeplabv3.batch_size": 4, "models.deeplabv3.epochs": None,
         "models.deeplabv3.input_scale": 1.0,
         "compare.bootstrap": 200, "compare.permutations": 200}
@@ -89,11 +91,13 @@ def test_copied_subjects_in_myosegmentum_never_straddle_the_split():
 
 @pytest.mark.skipif(not (DATASETS / "open-spine-ct").is_dir(), reason="../shared/datasets/open-spine-ct is absent")
 def test_real_ct_as_four_fold_cross_validation(tmp_path):
-    """The 4-subject CT set, windowed in HU: each subject tested once (a hold-out split tests one)."""
+    """The 4-subject CT set, windowed in HU: each subject tested once (a hold-out split tests one); and a
+    learning curve, each fold also trained on 1 of its 2 training subjects."""
     ct = DATASETS / "open-spine-ct"
     settings = {**TINY, "preprocess.ct_window": True, "preprocess.hu_offset": 1024.0,
                 "data.val_fraction": 0.25, "data.test_fraction": 0.25, "evaluate.pixel_spacing": [1.5, 1.5],
-                "evaluate.subject_spacing": {"Case04": [1.0, 1.0]}, "crossval.folds": [0, 1, 2, 3], **UNET_ONLY}
+                "evaluate.subject_spacing": {"Case04": [1.0, 1.0]}, "crossval.folds": [0, 1, 2, 3],
+                "crossval.train_subjects": [1], **UNET_ONLY}
     root = scratch_project(tmp_path / "ct", ct / "images", ct / "masks", settings)
     dvc("repro", cwd=root)
     cv = json.loads((root / "metrics/compare.json").read_text())["crossval"]
@@ -104,6 +108,33 @@ def test_real_ct_as_four_fold_cross_validation(tmp_path):
     meta = json.loads((root / "artifacts/cv/fold0/prepared/meta.json").read_text())
     assert meta["preprocess"]["ct_window"] and meta["preprocess"]["hu_offset"] == 1024.0
     assert json.loads((root / "metrics/test/cv/unet-0-0.json").read_text())["units"] == "mm"
+    _assert_curve_scores_every_subject_once_and_pools_its_files(root, range(4))
+
+
+def _assert_curve_scores_every_subject_once_and_pools_its_files(root, folds):
+    """At 1 training subject every image is still tested once, and the pooled figures of that size are
+    those of its per-run files; each run trained on its seeded subject, drawing the full part's count."""
+    split = json.loads((root / "artifacts/folds.json").read_text())
+    result = json.loads((root / "metrics/compare.json").read_text())
+    small, full = result["curve"]["points"]
+    assert (small["train_subjects"], full["train_subjects"], full["all"]) == (1, 2.0, True)  # 4 subjects: 2 train
+    assert full["models"]["unet"]["slice_fg_dice"] == result["crossval"]["models"]["unet"]["slice_fg_dice"]
+    rows = [r for f in folds for r in read_csv(root / f"plots/eval/curve/n1/unet-{f}-0.csv")]
+    assert sorted(r["image"] for r in rows) == sorted(split["units"])
+    for fold in folds:
+        trained = json.loads((root / f"metrics/curve/n1/unet-{fold}-0.json").read_text())
+        part = {**split["folds"][fold], "units": split["units"]}
+        (unit,) = training_subset(part, split["units"], 1, seed=42)  # data.seed
+        assert trained["train_subjects"] == 1 and trained["epoch_images"] == len(part["train"])
+        assert trained["train_images"] == sum(split["units"][i] == unit for i, _ in part["train"])
+    matrix = np.sum([json.loads((root / f"metrics/test/curve/n1/unet-{f}-0.json").read_text())["confusion"]
+                     for f in folds], axis=0)
+    assert small["models"]["unet"]["pooled_fg_dice"] == pytest.approx(scores(matrix)["fg_dice"], abs=1e-6)
+    assert small["models"]["unet"]["slice_fg_dice"]["mean"] == pytest.approx(np.mean(list(image_dice(rows).values())),
+                                                                             abs=1e-6)
+    assert small["convergence"]["unet"]["runs"] == 4
+    report = (root / "reports/report.md").read_text()
+    assert "## Learning curve" in report and "| 1 | " in report and (root / "plots/compare/learning_curve.png").is_file()
 
 
 VOLUMES = DATASETS / "myosegmentum-volumes"

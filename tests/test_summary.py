@@ -18,7 +18,7 @@ def test_summary_says_identical_or_by_how_much_and_on_what_it_differs(tiny_ran, 
     assert "Test split: " in out.stdout and ("ahead of" in out.stdout or "no detectable difference" in out.stdout)
     assert out.stdout.rstrip().endswith("Identical to the committed reference: every metric file has the committed bytes.")
     here = json.loads((root / "metrics/train/unet.json").read_text())["trained_on"]
-    assert "(cpu, 2 threads, ISA pinned to AVX2)" in here
+    assert "(cpu, 1 thread, ISA pinned to AVX2)" in here  # the tiny project's runtime.threads
 
     # a reference made elsewhere: UNet's test Dice 0.0125 higher, trained on another CPU
     trained = ("metrics/train/unet.json", "metrics/train/deeplabv3.json")
