@@ -9,24 +9,48 @@ every model and every seed of `crossval.seeds`, with compare's own code
 Dice with its interval, each fold, the paired comparison), and names the folds
 still missing. --models pools only those (a run that trains one model's folds
 first). The seed study of a finished fold is shown once its extra seeds are
-done, the seed ensembles where cv-ensemble has scored them.
+done, the seed ensembles where cv-ensemble has scored them. With a learning
+curve (crossval.train_subjects), the curve over the folds where every size
+and the full part are done, as compare reports it.
 """
 import argparse
 import dataclasses
 from pathlib import Path
 
 from seglib import config
-from seglib.crossval import pool, read_runs, run_files
+from seglib.crossval import pool, read_curve_runs, read_logs, read_runs, run_files
+from seglib.curve import convergence_spread, learning_curve
 from seglib.errors import SegError, run_cli
-from seglib.report import crossval_lines
+from seglib.folds import training_units
+from seglib.io import read_json
+from seglib.report import crossval_lines, curve_lines
 
-# compare's --test-metrics and --per-image in dvc.yaml
-TEST_METRICS, PER_IMAGE = "metrics/test", "plots/eval"
+# compare's --test-metrics, --per-image and --train-logs in dvc.yaml
+TEST_METRICS, PER_IMAGE, TRAIN_LOGS = "metrics/test", "plots/eval", "plots/train"
 
 
-def _done(project, names, fold, seeds):
+def _done(project, names, fold, seeds, subjects=None):
     return all(path.is_file() for m in names for s in seeds
-               for path in run_files(project / TEST_METRICS, project / PER_IMAGE, m, fold, s))
+               for path in run_files(project / TEST_METRICS, project / PER_IMAGE, m, fold, s, subjects))
+
+
+def curve_progress(project, names, cv_cfg, cmp_cfg):
+    """Report lines of the learning curve over the folds where every size and the full part are done
+    for every model and seed (none: []); the full part's size from the split's folds file."""
+    folds = tuple(f for f in cv_cfg.folds if all(_done(project, names, f, cv_cfg.seeds, n)
+                                                 for n in (None, *cv_cfg.train_subjects)))
+    if not folds or not cv_cfg.train_subjects:
+        return []
+    done = dataclasses.replace(cv_cfg, folds=folds, extra_seeds=(), extra_seed_folds=())
+    test, rows, ensembles = read_runs(project / TEST_METRICS, project / PER_IMAGE, names, done, partial=True)
+    cv = pool(test, rows, done, cmp_cfg, names, ensembles)
+    cv["convergence"] = convergence_spread(read_logs(project / TRAIN_LOGS, names, done))
+    sized = {n: (*read_curve_runs(project / TEST_METRICS, project / PER_IMAGE, names, done, n),
+                 read_logs(project / TRAIN_LOGS, names, done, n)) for n in done.train_subjects}
+    split = read_json(project / "artifacts/folds.json")
+    full = sum(len(training_units(split["folds"][f], split["units"])) for f in folds) / len(folds)
+    lines = curve_lines(learning_curve(sized, cv, full, done, cmp_cfg, names), names)
+    return [lines[0], "", f"Over fold(s) {', '.join(map(str, folds))} of {len(cv_cfg.folds)}.", *lines[1:]]
 
 
 def finished(project, names, cv_cfg):
@@ -57,7 +81,8 @@ def progress(project, models=None):
         return [], missing, seed_study_missing
     test, rows, ensembles = read_runs(project / TEST_METRICS, project / PER_IMAGE, names, done, partial=True)
     result = pool(test, rows, done, config.section(params, "compare"), names, ensembles)
-    return crossval_lines(result), missing, seed_study_missing
+    curve = curve_progress(project, names, cv_cfg, config.section(params, "compare"))
+    return crossval_lines(result) + ([""] + curve if curve else []), missing, seed_study_missing
 
 
 def main(argv=None):

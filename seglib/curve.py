@@ -61,16 +61,14 @@ def curve_point(result, models, subjects):
                        for pair, stat in result["paired_subject_dice"].items()}}
 
 
-def learning_curve(sized_runs, cv_result, cv_cfg, cmp_cfg, models):
+def learning_curve(sized_runs, cv_result, full_subjects, cv_cfg, cmp_cfg, models):
     """The learning curve: `sized_runs` maps each size to its runs' (test metrics, per-image rows,
     {model: epoch logs}); the last point is the cross-validation (`cv_result`, with its convergence),
-    on each fold's whole training part (its mean size over the folds: parts differ by at most one
-    subject)."""
+    on each fold's whole training part, of `full_subjects` (the mean over the folds) subjects."""
     plain = dataclasses.replace(cv_cfg, extra_seeds=(), extra_seed_folds=())
     points = [{**curve_point(pool(test, rows, plain, cmp_cfg, models, {}), models, n),
                "convergence": convergence_spread(logs)} for n, (test, rows, logs) in sized_runs.items()]
-    k = cv_result["folds"]
-    full = curve_point(cv_result, models, round(cv_result["subjects"] * (k - 2) / k, 1))
+    full = curve_point(cv_result, models, round(full_subjects, 1))
     points.append({**full, "all": True, "convergence": cv_result["convergence"]})
     return {"points": points, "answers": {pair: answer(points, pair) for pair in points[0]["paired"]}}
 

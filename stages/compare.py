@@ -68,7 +68,9 @@ def main(argv=None):
     if cv_cfg.train_subjects:
         sized = {n: (*read_curve_runs(args.test_metrics, args.per_image, names, cv_cfg, n),
                      read_logs(args.train_logs, names, cv_cfg, n)) for n in cv_cfg.train_subjects}
-        result["curve"] = learning_curve(sized, result["crossval"], cv_cfg, cmp_cfg, names)
+        k = len(cv_cfg.folds)  # parts differ by at most one subject: the mean training part
+        full = result["crossval"]["subjects"] * (k - 2) / k
+        result["curve"] = learning_curve(sized, result["crossval"], full, cv_cfg, cmp_cfg, names)
         figures.append(Path(args.figures) / "learning_curve.png")
         save_figure(learning_curve_figure(result["curve"]["points"], names), figures[-1])
     figures.append(Path(args.figures) / "convergence.png")

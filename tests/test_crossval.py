@@ -348,6 +348,39 @@ def test_cv_progress_pools_the_finished_folds_and_names_the_rest(tmp_path):
     assert wrong.returncode == 2 and "--models: c not in models:" in wrong.stderr
 
 
+def test_cv_progress_pools_the_learning_curve_of_the_folds_where_every_size_is_done(tmp_path):
+    import yaml
+
+    from conftest import REPO, run_module
+    from seglib.epochlog import write_epoch_log
+    from seglib.io import write_csv, write_json
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["model"], params["models"] = "a", {"a": {"arch": "unet"}, "b": {"arch": "unet"}}
+    params["crossval"].update(folds=[0, 1, 2], train_subjects=[1])
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    test, per_image = _hand_made_runs()
+    # fold f tests S<f>, validates on S<f+1> and trains on S<f+2>: one training subject each
+    images = {f: [[f"S{f}_{k}.png"] * 2 for k in range(2)] for f in range(3)}
+    write_json(tmp_path / "artifacts/folds.json", {
+        "folds": [{"test": images[f], "val": images[(f + 1) % 3], "train": images[(f + 2) % 3]} for f in range(3)],
+        "units": {f"S{f}_{k}.png": f"S{f}" for f in range(3) for k in range(2)}})
+    log = [{"epoch": e, "images_seen": 8 * e, "val_dice": d} for e, d in enumerate((0.5, 0.96, 1.0), 1)]
+    for (model, fold, seed), metrics in test.items():
+        for part in ("cv", "curve/n1"):
+            if fold == 1 and part == "curve/n1":
+                continue  # fold 1's curve still running: the curve pools folds 0 and 2
+            write_json(tmp_path / f"metrics/test/{part}/{model}-{fold}-{seed}.json", metrics)
+            write_csv(tmp_path / f"plots/eval/{part}/{model}-{fold}-{seed}.csv", per_image[model, fold, seed])
+            write_epoch_log(tmp_path / f"plots/train/{part}/{model}-{fold}-{seed}", log)
+    out = run_module("bench.cv_progress", "--project", tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "3 folds x 1 seed(s)" in out.stdout and "## Learning curve\n\nOver fold(s) 0, 2 of 3." in out.stdout
+    # folds 0 and 2 at 1 subject and in full (the same hand-made runs): a's slices 0.6, 0.8, 0.7, 0.9
+    assert "| 1 | 0.7500 [0.7000, 0.8000] | 0.5000 [0.5000, 0.5000] | +0.2500 [+0.2000, +0.3000], 0.5 |" in out.stdout
+    assert "| all (1) | 0.7500 [0.7000, 0.8000] |" in out.stdout
+    assert "| 1 | 2 | 16 | 2 | 16 |" in out.stdout  # convergence: 0.96 >= 0.95 x 1.0 at epoch 2
+
+
 @pytest.mark.parametrize("stat, expected", [
     ({"n": 40, "units": 4, "unit": "subject", "mean_diff": 0.48, "ci95": [0.36, 0.61], "p_value": 0.125},
      "no detectable difference between unet and deeplabv3: +0.480 Dice [+0.360, +0.610] over 4 subjects, "

@@ -58,10 +58,10 @@ def test_a_learning_curve_pools_each_size_as_the_cross_validation_and_ends_with_
     cv = pool(test, rows, cv_cfg, cmp_cfg, ["a", "b"], {})
     cv["convergence"] = convergence_spread(logs)
     # the size-1 runs here are the same hand-made runs: the point must equal the pooled figures
-    curve = learning_curve({1: (test, rows, logs)}, cv, cv_cfg, cmp_cfg, ["a", "b"])
+    curve = learning_curve({1: (test, rows, logs)}, cv, 1.0, cv_cfg, cmp_cfg, ["a", "b"])
     small, full = curve["points"]
     assert small["train_subjects"] == 1 and "all" not in small
-    assert full["all"] and full["train_subjects"] == pytest.approx(1.0)  # 3 subjects, 3 folds: 1 trains each fold
+    assert full["all"] and full["train_subjects"] == 1.0
     for point in (small, full):
         assert point["models"]["a"]["pooled_fg_dice"] == pytest.approx(60 / 77)
         assert point["models"]["a"]["slice_fg_dice"]["mean"] == pytest.approx(0.8)
