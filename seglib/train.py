@@ -23,6 +23,7 @@ from tqdm import tqdm
 from seglib import postprocess
 from seglib.checkpoint import load_encoder_weights, load_local_weights
 from seglib.errors import SegError
+from seglib.folds import training_subset
 from seglib.inference import Predictor, forward, to_device
 from seglib.metrics import EPOCH_METRICS, scores
 from seglib.models import build_model, count_parameters, min_input_side
@@ -165,6 +166,20 @@ def subset_arrays(arrays, images):
     """Prepared arrays of `images` only; a volume's planes are named <image>#<plane>."""
     keep = [i for i, name in enumerate(map(str, arrays["names"])) if name in images or name.rsplit("#", 1)[0] in images]
     return {key: value[keep] for key, value in arrays.items()}
+
+
+def curve_subset(train, fold, subjects, seed, budget, prepared):
+    """A learning-curve run's training arrays: `train` (a fold's prepared training part, in `prepared`)
+    cut to `subjects` of its split units, the nested subset seeded by data.seed; and the
+    TrainingSubset that keys its resume state, each epoch drawing the full part's image count
+    (crossval.curve_budget "steps") or its own ("epochs")."""
+    units = training_subset(fold, fold["units"], subjects, seed)
+    kept = subset_arrays(train, {image for image, _ in fold["train"] if fold["units"][image] in units})
+    if len(kept["images"]) == 0:
+        raise SegError(f"{prepared}: holds none of the images of the fold's training subjects {units[:3]}...; "
+                       "run `dvc repro`, which prepares each fold from the split stage's folds file")
+    epoch_images = len(train["images"]) if budget == "steps" else len(kept["images"])
+    return kept, TrainingSubset(tuple(units), epoch_images)
 
 
 def per_process_batch(model_cfg, processes, name):

@@ -25,16 +25,15 @@ from pathlib import Path
 
 from seglib import config, distributed
 from seglib.checkpoint import save_checkpoint
-from seglib.errors import SegError, run_cli
-from seglib.folds import training_subset
 from seglib.epochlog import write_epoch_log
+from seglib.errors import run_cli
 from seglib.io import read_json, read_npz, write_json
 from seglib.models import model_cost
 from seglib.prepared_meta import read_meta
 from seglib.resume import TrainingRun, training_key
 from seglib.runtime import describe, end_with_dvc, use_runtime
 from seglib.split import read_split
-from seglib.train import TrainingSubset, choose_postprocessing, fit, per_process_batch, subset_arrays
+from seglib.train import choose_postprocessing, curve_subset, fit, per_process_batch
 
 
 def main(argv=None):
@@ -71,21 +70,6 @@ def main(argv=None):
         distributed.leave(world)
 
 
-def curve_subset(args, configs, data):
-    """A learning-curve run: data["train"] cut to a nested subset of the fold's training subjects, and
-    the images each epoch draws (crossval.curve_budget); the TrainingSubset that keys its resume state."""
-    fold = read_split(args.folds, args.fold)
-    units = training_subset(fold, fold["units"], args.subjects, configs["data"].seed)
-    full = len(data["train"]["images"])
-    data["train"] = subset_arrays(data["train"], {image for image, _ in fold["train"] if fold["units"][image] in units})
-    own = len(data["train"]["images"])
-    if own == 0:
-        raise SegError(f"{args.prepared}: holds none of the images of fold {args.fold}'s training subjects "
-                       f"{units[:3]}...; run `dvc repro`, which prepares the folds from {args.folds}")
-    data["epoch_images"] = full if configs["crossval"].curve_budget == "steps" else own
-    return TrainingSubset(tuple(units), data["epoch_images"])
-
-
 def train(args, configs, world, device):
     model_cfg, train_cfg = configs["models"], configs["train"]
     prepared = Path(args.prepared)
@@ -94,9 +78,11 @@ def train(args, configs, world, device):
     files = [prepared / "train.npz", prepared / "val.npz", Path(__file__)]
     starts = [model_cfg.weights, model_cfg.encoder_file()]
     settings = {k: configs[k] for k in ("models", "train", "runtime")}
-    subset = None if args.subjects is None else curve_subset(args, configs, data)
-    if subset is not None:
-        settings["subset"] = subset
+    subset = None
+    if args.subjects is not None:
+        data["train"], subset = curve_subset(data["train"], read_split(args.folds, args.fold), args.subjects,
+                                             configs["data"].seed, configs["crossval"].curve_budget, prepared)
+        settings["subset"], data["epoch_images"] = subset, subset.epoch_images
     key = training_key(args.model, settings, meta, files + [Path(w) for w in starts if w])
     run = TrainingRun(args.model, log=args.log, state=args.resume, key=key, world=world)
     result = fit(data, model_cfg, train_cfg, device, meta, run)

@@ -76,23 +76,17 @@ def test_a_learning_curve_pools_each_size_as_the_cross_validation_and_ends_with_
 
 
 @pytest.mark.parametrize("budget", ["steps", "epochs"])
-def test_a_curve_run_keeps_its_subjects_images_and_draws_the_full_parts_count_or_its_own(tmp_path, budget):
-    import json
-    from argparse import Namespace
-
+def test_a_curve_run_keeps_its_subjects_images_and_draws_the_full_parts_count_or_its_own(budget):
     import numpy as np
 
-    from stages.train import curve_subset
+    from seglib.train import curve_subset
     from test_crossval import _folds
     units, _, folds = _folds(k=3, subjects=20)
-    (tmp_path / "folds.json").write_text(json.dumps({"folds": folds, "units": units}))
+    fold = {**folds[0], "units": units}
     # a volume's planes are named <image>#<plane>: two planes of every training image
-    names = [f"{image}#{k}" for image, _ in folds[0]["train"] for k in range(2)]
-    data = {"train": {"images": np.arange(len(names)), "names": np.array(names)}}
-    configs = {"data": config.DataConfig(seed=5), "crossval": config.CrossValConfig(folds=(0, 1, 2), curve_budget=budget)}
-    args = Namespace(folds=str(tmp_path / "folds.json"), fold=0, subjects=2, prepared="p")
-    subset = curve_subset(args, configs, data)
-    kept = {str(n).split("#")[0] for n in data["train"]["names"]}
-    assert {units[i] for i in kept} == set(subset.units) and len(subset.units) == 2
-    assert len(data["train"]["images"]) == 2 * sum(units[i] in subset.units for i, _ in folds[0]["train"])
-    assert data["epoch_images"] == subset.epoch_images == (len(names) if budget == "steps" else len(data["train"]["images"]))
+    names = [f"{image}#{k}" for image, _ in fold["train"] for k in range(2)]
+    train = {"images": np.arange(len(names)), "names": np.array(names)}
+    kept, subset = curve_subset(train, fold, 2, 5, budget, "p")
+    assert {units[str(n).split("#")[0]] for n in kept["names"]} == set(subset.units) and len(subset.units) == 2
+    assert len(kept["images"]) == 2 * sum(units[i] in subset.units for i, _ in fold["train"])
+    assert subset.epoch_images == (len(names) if budget == "steps" else len(kept["images"]))
