@@ -1,6 +1,6 @@
 """A running cross-validation's pooled result over the folds finished so far.
 
-    python -m bench.cv_progress [--project .] [--models unet ...]
+    python -m bench.cv_progress [--project .] [--models unet ...] [--sizes 4 ...]
 
 A 5-fold run of two models takes hours; `compare` pools it only when every
 run is done. This pools what is: the folds whose cv-evaluate files exist for
@@ -11,7 +11,8 @@ still missing. --models pools only those (a run that trains one model's folds
 first). The seed study of a finished fold is shown once its extra seeds are
 done, the seed ensembles where cv-ensemble has scored them. With a learning
 curve (crossval.train_subjects), the curve over the folds where every size
-and the full part are done, as compare reports it.
+(of --sizes, if given) and the full part are done, as compare reports it.
+--project may be a results folder that bench.keep_runs fills.
 """
 import argparse
 import dataclasses
@@ -62,15 +63,21 @@ def finished(project, names, cv_cfg):
                                extra_seeds=cv_cfg.extra_seeds if extra else ())
 
 
-def progress(project, models=None):
+def progress(project, models=None, sizes=None):
     """(report lines of the finished folds, the folds still missing, the seed-study folds still
-    missing), for `models` (default: all)."""
+    missing), for `models` (default: all) and learning-curve `sizes` (default: all)."""
     params = config.load_params(project / "params.yaml")
     names, cv_cfg = list(config.models(params)), config.section(params, "crossval")
     unknown = sorted(set(models or ()) - set(names))
     if unknown:
         raise SegError(f"--models: {', '.join(unknown)} not in models: of {project / 'params.yaml'} "
                        f"({', '.join(names)})")
+    if sizes:
+        unlisted = sorted(set(sizes) - set(cv_cfg.train_subjects))
+        if unlisted:
+            raise SegError(f"--sizes: {', '.join(map(str, unlisted))} not in crossval.train_subjects of "
+                           f"{project / 'params.yaml'} ({list(cv_cfg.train_subjects)})")
+        cv_cfg = dataclasses.replace(cv_cfg, train_subjects=tuple(n for n in cv_cfg.train_subjects if n in sizes))
     names = [m for m in names if m in models] if models else names
     if not cv_cfg.folds:
         raise SegError(f"{project / 'params.yaml'}: crossval.folds is empty; this project runs no cross-validation")
@@ -89,8 +96,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--project", default=".", help="the DVC project (default: here)")
     parser.add_argument("--models", nargs="+", help="pool only these models (default: all in params)")
+    parser.add_argument("--sizes", nargs="+", type=int, help="pool only these learning-curve sizes "
+                        "(default: all of crossval.train_subjects)")
     args = parser.parse_args(argv)
-    lines, missing, seed_study_missing = progress(Path(args.project), args.models)
+    lines, missing, seed_study_missing = progress(Path(args.project), args.models, args.sizes)
     print("\n".join(lines) if lines else "no fold finished yet")
     if seed_study_missing:
         print(f"seed study not finished on fold(s): {', '.join(map(str, seed_study_missing))}")

@@ -379,6 +379,15 @@ def test_cv_progress_pools_the_learning_curve_of_the_folds_where_every_size_is_d
     assert "| 1 | 0.7500 [0.7000, 0.8000] | 0.5000 [0.5000, 0.5000] | +0.2500 [+0.2000, +0.3000], 0.5 |" in out.stdout
     assert "| all (1) | 0.7500 [0.7000, 0.8000] |" in out.stdout
     assert "| 1 | 2 | 16 | 2 | 16 |" in out.stdout  # convergence: 0.96 >= 0.95 x 1.0 at epoch 2
+    # a size not run on any fold: no curve, unless --sizes leaves it out
+    from bench.cv_progress import progress
+    from seglib.errors import SegError
+    params["crossval"]["train_subjects"] = [1, 2]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert "## Learning curve" not in "\n".join(progress(tmp_path)[0])
+    assert "\n".join(progress(tmp_path, sizes=[1])[0]) in out.stdout
+    with pytest.raises(SegError, match=r"--sizes: 3 not in crossval.train_subjects"):
+        progress(tmp_path, sizes=[3])
 
 
 @pytest.mark.parametrize("stat, expected", [
@@ -450,3 +459,42 @@ def test_the_kept_levels_results_pool_with_compares_code():
     result = run_module("bench.cv_progress", "--project", REPO / "docs/results/cv-levels", "--models", "unet")
     assert result.returncode == 0, result.stderr
     assert "| fold 1 fg_dice (mean of seeds) | 0.8835 |" in result.stdout  # as docs/crossval.md reports
+
+
+def test_keep_runs_copies_finished_runs_refuses_other_bytes_and_lists_what_is_left(tmp_path):
+    import yaml
+
+    from bench.keep_runs import keep, stages_to_do
+    from conftest import REPO
+    from seglib.errors import SegError
+    project, into = tmp_path / "project", tmp_path / "kept"
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["model"], params["models"] = "a", {"a": {"arch": "unet"}, "b": {"arch": "unet"}}
+    params["crossval"].update(folds=[0, 1, 2], train_subjects=[1, 2])
+    files = {"params.yaml": yaml.safe_dump(params), "artifacts/folds.json": "{}",
+             "metrics/test/cv/a-0-0.json": "{}", "plots/eval/cv/a-0-0.csv": "image\n",
+             "metrics/cv/a-0-0.json": "{}", "logs/timing/cv/a-0-0.json": "{}",
+             "plots/train/cv/a-0-0/metrics.json": "{}", "plots/train/cv/a-0-0/plots/metrics/val/dice.tsv": "step\n",
+             "metrics/test/curve/n1/b-0-0.json": "{}", "plots/eval/curve/n1/b-0-0.csv": "image\n",
+             "metrics/test/cv/a-0-ensemble.json": "{}", "plots/eval/cv/a-0-ensemble.csv": "image\n",
+             "metrics/test/cv/b-0-0.json": "{}",  # evaluated halfway: no per-image rows yet
+             "metrics/test/a.json": "{}", "plots/eval/a.csv": "image\n"}  # the hold-out run is not kept
+    for name, text in files.items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(text)
+    copied = {f.as_posix() for f in keep(project, into)}
+    assert copied == set(files) - {"metrics/test/cv/b-0-0.json", "metrics/test/a.json", "plots/eval/a.csv"}
+    assert all((into / f).read_text() == files[f] for f in copied) and keep(project, into) == []
+    # fold 0: a at size 1 and 2, b at size 2 and its full part are left, the smallest size and the full part
+    # first; a run finished in the project (but not kept) counts as done, as does one only kept
+    (project / "plots/eval/cv/b-0-0.csv").write_text("image\n")
+    for name in ("metrics/test/curve/n1/b-0-0.json", "plots/eval/curve/n1/b-0-0.csv"):
+        (project / name).unlink()
+    todo = stages_to_do(project, into)
+    assert todo[:3] == ["curve-evaluate@a-0-1-0", "curve-evaluate@a-0-2-0", "curve-evaluate@b-0-2-0"]
+    assert todo[3:5] == ["curve-evaluate@a-1-1-0", "curve-evaluate@b-1-1-0"] and len(todo) == 3 + 2 * 6
+    # a rerun's other bytes: refused before anything is copied (b-0-0 stays unkept)
+    (project / "plots/eval/cv/a-0-0.csv").write_text("image\nother\n")
+    with pytest.raises(SegError, match=r"kept.*plots/eval/cv/a-0-0.csv already kept with other bytes.*nothing copied"):
+        keep(project, into)
+    assert not (into / "plots/eval/cv/b-0-0.csv").exists()
