@@ -461,6 +461,15 @@ def test_the_kept_levels_results_pool_with_compares_code():
     assert "| fold 1 fg_dice (mean of seeds) | 0.8835 |" in result.stdout  # as docs/crossval.md reports
 
 
+def test_the_kept_learning_curve_pools_with_compares_code():
+    """docs/results/curve-mri-amx grows fold by fold (bench.keep_runs); what docs/crossval.md quotes must pool."""
+    from bench.cv_progress import progress
+    from conftest import REPO
+    lines = "\n".join(progress(REPO / "docs/results/curve-mri-amx", sizes=[4])[0])
+    assert "| fold 0 fg_dice (mean of seeds) | 0.8927 | 0.8553 |" in lines
+    assert "## Learning curve" in lines and "\n| 4 | " in lines and "\n| all (" in lines
+
+
 def test_keep_runs_copies_finished_runs_refuses_other_bytes_and_lists_what_is_left(tmp_path):
     import yaml
 
