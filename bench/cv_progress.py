@@ -1,6 +1,8 @@
-"""A running cross-validation's pooled result over the folds finished so far.
+"""A running cross-validation: its pooled result over the folds finished so far, the runs kept
+where they outlive the machine, and the stages left.
 
     python -m bench.cv_progress [--project .] [--models unet ...] [--sizes 4 ...]
+    python -m bench.cv_progress --project /tmp/curve --keep docs/results/curve-mri [--todo]
 
 A 5-fold run of two models takes hours; `compare` pools it only when every
 run is done. This pools what is: the folds whose cv-evaluate files exist for
@@ -12,18 +14,30 @@ first). The seed study of a finished fold is shown once its extra seeds are
 done, the seed ensembles where cv-ensemble has scored them. With a learning
 curve (crossval.train_subjects), the curve over the folds where every size
 (of --sizes, if given) and the full part are done, as compare reports it.
---project may be a results folder that bench.keep_runs fills.
+
+--keep DIR first copies every finished run of the project (test metrics and
+per-image rows, train metrics, epoch log, timing; params.yaml and the folds
+file; no checkpoints) into DIR, then pools DIR: what earlier machines kept
+there counts too. A kept file is never overwritten with other bytes (another
+machine's rerun, other params): nothing is copied then. --todo prints instead
+the evaluate stages of crossval.seeds finished in neither place, fold by fold,
+the curve's ends (smallest size, full part) first, for a driver loop:
+
+    for t in $(python -m bench.cv_progress -p . --keep D --todo); do
+        dvc repro $t && git add -A && git commit -qm $t && python -m bench.cv_progress -p . --keep D; done
 """
 import argparse
 import dataclasses
+import filecmp
+import shutil
 from pathlib import Path
 
 from seglib import config
-from seglib.crossval import pool, read_curve_runs, read_logs, read_runs, run_files
+from seglib.crossval import pool, read_curve_runs, read_logs, read_runs, run_files, run_name, run_part
 from seglib.curve import convergence_spread, learning_curve
 from seglib.errors import SegError, run_cli
 from seglib.folds import training_units
-from seglib.io import read_json
+from seglib.io import atomic_path, read_json
 from seglib.report import crossval_lines, curve_lines
 
 # compare's --test-metrics, --per-image and --train-logs in dvc.yaml
@@ -92,14 +106,67 @@ def progress(project, models=None, sizes=None):
     return crossval_lines(result) + ([""] + curve if curve else []), missing, seed_study_missing
 
 
+def finished_runs(root):
+    """{(part, run stem)} of the cv and curve runs whose test metrics and per-image rows exist under root."""
+    found = [*(root / TEST_METRICS).glob("cv/*.json"), *(root / TEST_METRICS).glob("curve/n*/*.json")]
+    return {(p.parent.relative_to(root / TEST_METRICS).as_posix(), p.stem) for p in found
+            if (root / PER_IMAGE / p.parent.relative_to(root / TEST_METRICS) / f"{p.stem}.csv").is_file()}
+
+
+def _kept_files(root):
+    """Files (relative to root) a results folder keeps of a project: each finished run's and the project's."""
+    runs = sorted(finished_runs(root))
+    wanted = [Path(TEST_METRICS, part, f"{stem}.json") for part, stem in runs]
+    wanted += [Path(folder, part, f"{stem}.{ext}") for part, stem in runs
+               for folder, ext in ((PER_IMAGE, "csv"), ("metrics", "json"), ("logs/timing", "json"))]
+    logs = [p.relative_to(root) for part, stem in runs for p in (root / TRAIN_LOGS / part / stem).rglob("*")]
+    return [f for f in [Path("params.yaml"), Path("artifacts/folds.json"), *wanted, *logs] if (root / f).is_file()]
+
+
+def keep(project, into):
+    """Copy every finished run's files from `project` into `into`; the copied files (relative paths).
+    Raises before copying anything when a file is already kept with other bytes."""
+    wanted = _kept_files(project)
+    differing = [f for f in wanted if (into / f).is_file() and not filecmp.cmp(project / f, into / f, shallow=False)]
+    if differing:
+        listed = ", ".join(map(str, differing[:3])) + (f" and {len(differing) - 3} more" if len(differing) > 3 else "")
+        raise SegError(f"{into}: {listed} already kept with other bytes than {project}'s (another machine or "
+                       f"other params); nothing copied: keep these runs in a new folder (--keep)")
+    copied = [f for f in wanted if not (into / f).is_file()]
+    for f in copied:
+        with atomic_path(into / f) as tmp:
+            shutil.copyfile(project / f, tmp)
+    return copied
+
+
+def stages_to_do(project, into):
+    """Evaluate stage names of crossval.seeds runs finished in neither folder, fold by fold."""
+    params = config.load_params(project / "params.yaml")
+    cv_cfg, done = config.section(params, "crossval"), finished_runs(project) | finished_runs(into)
+    sizes = list(cv_cfg.train_subjects)
+    return [f"cv-evaluate@{m}-{f}-{s}" if n is None else f"curve-evaluate@{m}-{f}-{n}-{s}"
+            for f in cv_cfg.folds for n in sizes[:1] + [None] + sizes[1:] for m in config.models(params)
+            for s in cv_cfg.seeds if (run_part(n), run_name(m, f, s)) not in done]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--project", default=".", help="the DVC project (default: here)")
+    parser.add_argument("-p", "--project", default=".", help="the DVC project (default: here)")
     parser.add_argument("--models", nargs="+", help="pool only these models (default: all in params)")
     parser.add_argument("--sizes", nargs="+", type=int, help="pool only these learning-curve sizes "
                         "(default: all of crossval.train_subjects)")
+    parser.add_argument("--keep", metavar="DIR", help="copy the finished runs into DIR and pool DIR")
+    parser.add_argument("--todo", action="store_true", help="print the evaluate stages left instead")
     args = parser.parse_args(argv)
-    lines, missing, seed_study_missing = progress(Path(args.project), args.models, args.sizes)
+    project = Path(args.project)
+    if args.todo:
+        print("\n".join(stages_to_do(project, Path(args.keep or project))))
+        return
+    if args.keep:
+        copied = keep(project, Path(args.keep))
+        print(f"kept {sum(f.parts[:2] == ('metrics', 'test') for f in copied)} new run(s) in {args.keep}\n")
+        project = Path(args.keep)
+    lines, missing, seed_study_missing = progress(project, args.models, args.sizes)
     print("\n".join(lines) if lines else "no fold finished yet")
     if seed_study_missing:
         print(f"seed study not finished on fold(s): {', '.join(map(str, seed_study_missing))}")

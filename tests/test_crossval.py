@@ -462,7 +462,7 @@ def test_the_kept_levels_results_pool_with_compares_code():
 
 
 def test_the_kept_learning_curve_pools_with_compares_code():
-    """docs/results/curve-mri-amx grows fold by fold (bench.keep_runs); what docs/crossval.md quotes must pool."""
+    """docs/results/curve-mri-amx grows fold by fold (bench.cv_progress --keep); what docs/crossval.md quotes must pool."""
     from bench.cv_progress import progress
     from conftest import REPO
     lines = "\n".join(progress(REPO / "docs/results/curve-mri-amx", sizes=[4])[0])
@@ -470,10 +470,10 @@ def test_the_kept_learning_curve_pools_with_compares_code():
     assert "## Learning curve" in lines and "\n| 4 | " in lines and "\n| all (" in lines
 
 
-def test_keep_runs_copies_finished_runs_refuses_other_bytes_and_lists_what_is_left(tmp_path):
+def test_cv_progress_keeps_finished_runs_refuses_other_bytes_and_lists_what_is_left(tmp_path):
     import yaml
 
-    from bench.keep_runs import keep, stages_to_do
+    from bench.cv_progress import keep, stages_to_do
     from conftest import REPO
     from seglib.errors import SegError
     project, into = tmp_path / "project", tmp_path / "kept"
