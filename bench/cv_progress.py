@@ -4,24 +4,17 @@ where they outlive the machine, and the stages left.
     python -m bench.cv_progress [--project .] [--models unet ...] [--sizes 4 ...]
     python -m bench.cv_progress --project /tmp/curve --keep docs/results/curve-mri [--todo]
 
-A 5-fold run of two models takes hours; `compare` pools it only when every
-run is done. This pools what is: the folds whose cv-evaluate files exist for
-every model and every seed of `crossval.seeds`, with compare's own code
-(`seglib.crossval.pool`: pooled Dice raw and post-processed, the mean slice
-Dice with its interval, each fold, the paired comparison), and names the folds
-still missing. --models pools only those (a run that trains one model's folds
-first). The seed study of a finished fold is shown once its extra seeds are
-done, the seed ensembles where cv-ensemble has scored them. With a learning
-curve (crossval.train_subjects), the curve over the folds where every size
-(of --sizes, if given) and the full part are done, as compare reports it.
+Pools, with compare's own code (seglib.crossval.pool, seglib.curve), the folds whose cv-evaluate
+files exist for every model (--models: only those) and seed of crossval.seeds, and names the
+folds still missing; a finished fold's seed study and seed ensembles once they are scored; the
+learning curve over the folds where every size (--sizes: only those) and the full part are done.
 
---keep DIR first copies every finished run of the project (test metrics and
-per-image rows, train metrics, epoch log, timing; params.yaml and the folds
-file; no checkpoints) into DIR, then pools DIR: what earlier machines kept
-there counts too. A kept file is never overwritten with other bytes (another
-machine's rerun, other params): nothing is copied then. --todo prints instead
-the evaluate stages of crossval.seeds finished in neither place, fold by fold,
-the curve's ends (smallest size, full part) first, for a driver loop:
+--keep DIR first copies every finished run of the project (test metrics, per-image rows, train
+metrics, epoch log, timing; params.yaml and the folds file; no checkpoints) into DIR, then pools
+DIR, with what earlier machines kept there. A kept file is never overwritten with other bytes
+(another machine's rerun, other params): nothing is copied then. --todo prints instead the
+evaluate stages of crossval.seeds finished in neither place, fold by fold, the curve's ends
+(smallest size, full part) first, for a driver (docs/crossval.md):
 
     for t in $(python -m bench.cv_progress -p . --keep D --todo); do
         dvc repro $t && git add -A && git commit -qm $t && python -m bench.cv_progress -p . --keep D; done
