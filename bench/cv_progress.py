@@ -106,12 +106,23 @@ def finished_runs(root):
             if (root / PER_IMAGE / p.parent.relative_to(root / TEST_METRICS) / f"{p.stem}.csv").is_file()}
 
 
+def run_kept_files(part, stem):
+    """A run's files kept besides its epoch log (TRAIN_LOGS/part/stem/): test metrics, per-image rows,
+    train metrics and train timing, as the cv-/curve- stages of dvc.yaml write them."""
+    return [Path(TEST_METRICS, part, f"{stem}.json"), Path(PER_IMAGE, part, f"{stem}.csv"),
+            Path("metrics", part, f"{stem}.json"), Path("logs/timing", part, f"{stem}.json")]
+
+
+def evaluate_stage(model, fold, seed, subjects=None):
+    """The dvc.yaml name of a cv run's evaluate stage (a curve run's with `subjects`)."""
+    return (f"cv-evaluate@{model}-{fold}-{seed}" if subjects is None
+            else f"curve-evaluate@{model}-{fold}-{subjects}-{seed}")
+
+
 def _kept_files(root):
     """Files (relative to root) a results folder keeps of a project: each finished run's and the project's."""
     runs = sorted(finished_runs(root))
-    wanted = [Path(TEST_METRICS, part, f"{stem}.json") for part, stem in runs]
-    wanted += [Path(folder, part, f"{stem}.{ext}") for part, stem in runs
-               for folder, ext in ((PER_IMAGE, "csv"), ("metrics", "json"), ("logs/timing", "json"))]
+    wanted = [f for part, stem in runs for f in run_kept_files(part, stem)]
     logs = [p.relative_to(root) for part, stem in runs for p in (root / TRAIN_LOGS / part / stem).rglob("*")]
     return [f for f in [Path("params.yaml"), Path("artifacts/folds.json"), *wanted, *logs] if (root / f).is_file()]
 
@@ -137,9 +148,8 @@ def stages_to_do(project, into):
     params = config.load_params(project / "params.yaml")
     cv_cfg, done = config.section(params, "crossval"), finished_runs(project) | finished_runs(into)
     sizes = list(cv_cfg.train_subjects)
-    return [f"cv-evaluate@{m}-{f}-{s}" if n is None else f"curve-evaluate@{m}-{f}-{n}-{s}"
-            for f in cv_cfg.folds for n in sizes[:1] + [None] + sizes[1:] for m in config.models(params)
-            for s in cv_cfg.seeds if (run_part(n), run_name(m, f, s)) not in done]
+    return [evaluate_stage(m, f, s, n) for f in cv_cfg.folds for n in sizes[:1] + [None] + sizes[1:]
+            for m in config.models(params) for s in cv_cfg.seeds if (run_part(n), run_name(m, f, s)) not in done]
 
 
 def main(argv=None):

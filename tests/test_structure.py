@@ -136,3 +136,23 @@ def test_cross_validation_file_names_are_the_ones_dvc_yaml_writes():
         outs = {filled(next(iter(o)) if isinstance(o, dict) else o) for o in stages[stage].get("outs", [])}
         metrics, rows = run_files(TEST_METRICS, PER_IMAGE, "m", 1, seed)
         assert {metrics.as_posix(), rows.as_posix()} <= outs, stage
+
+
+def test_cv_progress_keeps_and_names_what_dvc_yaml_writes():
+    """bench.cv_progress keeps a run's files and names its evaluate stage for --todo: each kept file must be
+    an out or the --timing file of the run's stages, and each name the one DVC gives the matrix entry."""
+    from bench.cv_progress import TRAIN_LOGS, evaluate_stage, run_kept_files
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    item = {"model": "m", "fold": "1", "subjects": "4", "seed": "2"}
+
+    def filled(path):
+        return re.sub(r"\$\{item\.(\w+)\}", lambda m: item[m.group(1)], path)
+    for kind, part, subjects in (("cv", "cv", None), ("curve", "curve/n4", 4)):
+        written = set()
+        for stage in (f"{kind}-train", f"{kind}-evaluate"):
+            cmd = stages[stage]["cmd"].split()
+            outs = [next(iter(o)) if isinstance(o, dict) else o for o in stages[stage]["outs"]]
+            written |= {filled(p) for p in [*outs, cmd[cmd.index("--timing") + 1]]}
+        matrix = stages[f"{kind}-evaluate"]["matrix"]
+        assert evaluate_stage("m", 1, 2, subjects) == f"{kind}-evaluate@" + "-".join(item[k] for k in matrix)
+        assert {f.as_posix() for f in run_kept_files(part, "m-1-2")} | {f"{TRAIN_LOGS}/{part}/m-1-2"} <= written
