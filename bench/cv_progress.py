@@ -3,6 +3,7 @@ where they outlive the machine, and the stages left.
 
     python -m bench.cv_progress [--project .] [--models unet ...] [--sizes 4 ...]
     python -m bench.cv_progress --project /tmp/curve --keep docs/results/curve-mri [--todo]
+    python -m bench.cv_progress --project docs/results/curve-mri --figures docs/results/curve-mri
 
 Pools, with compare's own code (seglib.crossval.pool, seglib.curve), the folds whose cv-evaluate
 files exist for every model (--models: only those) and seed of crossval.seeds, and names the
@@ -27,10 +28,11 @@ from pathlib import Path
 
 from seglib import config
 from seglib.crossval import pool, read_curve_runs, read_logs, read_runs, run_files, run_name, run_part
-from seglib.curve import convergence_spread, learning_curve
+from seglib.curve import CONVERGED, convergence, convergence_spread, learning_curve
 from seglib.errors import SegError, run_cli
 from seglib.folds import training_units
-from seglib.io import atomic_path, read_json
+from seglib.io import atomic_path, read_json, save_figure
+from seglib.plots import convergence_figure, learning_curve_figure
 from seglib.report import crossval_lines, curve_lines
 
 # compare's --test-metrics, --per-image and --train-logs in dvc.yaml
@@ -42,9 +44,10 @@ def _done(project, names, fold, seeds, subjects=None):
                for path in run_files(project / TEST_METRICS, project / PER_IMAGE, m, fold, s, subjects))
 
 
-def curve_progress(project, names, cv_cfg, cmp_cfg):
+def curve_progress(project, names, cv_cfg, cmp_cfg, figures=None):
     """Report lines of the learning curve over the folds where every size and the full part are done
-    for every model and seed (none: []); the full part's size from the split's folds file."""
+    for every model and seed (none: []); the full part's size from the split's folds file. With
+    `figures` (a folder) also compare's learning_curve.png and convergence.png (the full parts' runs)."""
     folds = tuple(f for f in cv_cfg.folds if all(_done(project, names, f, cv_cfg.seeds, n)
                                                  for n in (None, *cv_cfg.train_subjects)))
     if not folds or not cv_cfg.train_subjects:
@@ -52,12 +55,18 @@ def curve_progress(project, names, cv_cfg, cmp_cfg):
     done = dataclasses.replace(cv_cfg, folds=folds, extra_seeds=(), extra_seed_folds=())
     test, rows, ensembles = read_runs(project / TEST_METRICS, project / PER_IMAGE, names, done, partial=True)
     cv = pool(test, rows, done, cmp_cfg, names, ensembles)
-    cv["convergence"] = convergence_spread(read_logs(project / TRAIN_LOGS, names, done))
+    runs = read_logs(project / TRAIN_LOGS, names, done)
+    cv["convergence"] = convergence_spread(runs)
     sized = {n: (*read_curve_runs(project / TEST_METRICS, project / PER_IMAGE, names, done, n),
                  read_logs(project / TRAIN_LOGS, names, done, n)) for n in done.train_subjects}
     split = read_json(project / "artifacts/folds.json")
     full = sum(len(training_units(split["folds"][f], split["units"])) for f in folds) / len(folds)
-    lines = curve_lines(learning_curve(sized, cv, full, done, cmp_cfg, names), names)
+    curve = learning_curve(sized, cv, full, done, cmp_cfg, names)
+    if figures:
+        save_figure(learning_curve_figure(curve["points"], names), Path(figures) / "learning_curve.png")
+        marks = {m: [convergence(h) for h in logs] for m, logs in runs.items()}
+        save_figure(convergence_figure(runs, marks, CONVERGED), Path(figures) / "convergence.png")
+    lines = curve_lines(curve, names)
     return [lines[0], "", f"Over fold(s) {', '.join(map(str, folds))} of {len(cv_cfg.folds)}.", *lines[1:]]
 
 
@@ -70,9 +79,10 @@ def finished(project, names, cv_cfg):
                                extra_seeds=cv_cfg.extra_seeds if extra else ())
 
 
-def progress(project, models=None, sizes=None):
+def progress(project, models=None, sizes=None, figures=None):
     """(report lines of the finished folds, the folds still missing, the seed-study folds still
-    missing), for `models` (default: all) and learning-curve `sizes` (default: all)."""
+    missing), for `models` (default: all) and learning-curve `sizes` (default: all); the learning
+    curve's figures into the folder `figures` if given."""
     params = config.load_params(project / "params.yaml")
     names, cv_cfg = list(config.models(params)), config.section(params, "crossval")
     unknown = sorted(set(models or ()) - set(names))
@@ -95,7 +105,7 @@ def progress(project, models=None, sizes=None):
         return [], missing, seed_study_missing
     test, rows, ensembles = read_runs(project / TEST_METRICS, project / PER_IMAGE, names, done, partial=True)
     result = pool(test, rows, done, config.section(params, "compare"), names, ensembles)
-    curve = curve_progress(project, names, cv_cfg, config.section(params, "compare"))
+    curve = curve_progress(project, names, cv_cfg, config.section(params, "compare"), figures)
     return crossval_lines(result) + ([""] + curve if curve else []), missing, seed_study_missing
 
 
@@ -160,6 +170,8 @@ def main(argv=None):
                         "(default: all of crossval.train_subjects)")
     parser.add_argument("--keep", metavar="DIR", help="copy the finished runs into DIR and pool DIR")
     parser.add_argument("--todo", action="store_true", help="print the evaluate stages left instead")
+    parser.add_argument("--figures", metavar="DIR", help="write the learning curve's figures (learning_curve.png, "
+                        "convergence.png) into DIR")
     args = parser.parse_args(argv)
     project = Path(args.project)
     if args.todo:
@@ -169,7 +181,7 @@ def main(argv=None):
         copied = keep(project, Path(args.keep))
         print(f"kept {sum(f.parts[:2] == ('metrics', 'test') for f in copied)} new run(s) in {args.keep}\n")
         project = Path(args.keep)
-    lines, missing, seed_study_missing = progress(project, args.models, args.sizes)
+    lines, missing, seed_study_missing = progress(project, args.models, args.sizes, args.figures)
     print("\n".join(lines) if lines else "no fold finished yet")
     if seed_study_missing:
         print(f"seed study not finished on fold(s): {', '.join(map(str, seed_study_missing))}")

@@ -372,9 +372,10 @@ def test_cv_progress_pools_the_learning_curve_of_the_folds_where_every_size_is_d
             write_json(tmp_path / f"metrics/test/{part}/{model}-{fold}-{seed}.json", metrics)
             write_csv(tmp_path / f"plots/eval/{part}/{model}-{fold}-{seed}.csv", per_image[model, fold, seed])
             write_epoch_log(tmp_path / f"plots/train/{part}/{model}-{fold}-{seed}", log)
-    out = run_module("bench.cv_progress", "--project", tmp_path)
+    out = run_module("bench.cv_progress", "--project", tmp_path, "--figures", tmp_path / "figures")
     assert out.returncode == 0, out.stderr
     assert "3 folds x 1 seed(s)" in out.stdout and "## Learning curve\n\nOver fold(s) 0, 2 of 3." in out.stdout
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["convergence.png", "learning_curve.png"]
     # folds 0 and 2 at 1 subject and in full (the same hand-made runs): a's slices 0.6, 0.8, 0.7, 0.9
     assert "| 1 | 0.7500 [0.7000, 0.8000] | 0.5000 [0.5000, 0.5000] | +0.2500 [+0.2000, +0.3000], 0.5 |" in out.stdout
     assert "| all (1) | 0.7500 [0.7000, 0.8000] |" in out.stdout
